@@ -1,0 +1,21 @@
+# The two commands of the README: `make run` (the whole local stack) and `make test`.
+.PHONY: run test bootstrap lock bench
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+run: bootstrap
+	.venv/bin/python -m hitl.dev
+
+test: bootstrap
+	.venv/bin/python -m pytest
+
+bench: bootstrap
+	.venv/bin/python scripts/bench.py
+
+# Re-pin every dependency after a change to pyproject.toml.
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/pip install -q '.[dev]'
+	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^hitl' > requirements.lock
+	rm -rf .venv-lock

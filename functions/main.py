@@ -1,0 +1,246 @@
+"""Cloud Run function entry points: ``start`` and ``unblock``.
+
+The HTTP edge only: parse, ask :mod:`hitl.operations`, answer. Each function
+is stateless; it holds one send-only Resonate client, made on first use
+(never at import, so a cold start pays for nothing it does not use).
+
+    functions-framework --source functions/main.py --target start --port 8080
+    functions-framework --source functions/main.py --target unblock --port 8081
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from hitl import logs, operations, pages, tokens, webhook
+from hitl.clock import now_ms
+from hitl.request import MAX_BODY_BYTES, RequestError, parse_start, validate_workflow_id
+from hitl.settings import StartSettings, UnblockSettings
+
+logger = logging.getLogger("hitl.functions")
+
+RETRY_AFTER = "5"
+MAX_COMMENT_CHARS = pages.MAX_COMMENT_CHARS
+MAX_FORM_BYTES = 16_384
+
+
+# -- shared edge plumbing -----------------------------------------------------------
+
+
+@functools.cache
+def _start_context() -> tuple[StartSettings, Any]:
+    from hitl.client import send_only
+
+    settings = StartSettings.from_env()
+    logs.setup("start", settings.log_format, secrets=logs.secrets_from_env(os.environ))
+    return settings, send_only(settings.resonate)
+
+
+@functools.cache
+def _unblock_context() -> tuple[UnblockSettings, Any]:
+    from hitl.client import send_only
+
+    settings = UnblockSettings.from_env()
+    logs.setup("unblock", settings.log_format, secrets=logs.secrets_from_env(os.environ))
+    return settings, send_only(settings.resonate)
+
+
+def _trace(request: Request) -> str | None:
+    return logs.trace_from_header(request.headers.get("x-cloud-trace-context"), os.environ.get("GOOGLE_CLOUD_PROJECT"))
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it exceeds ``limit`` bytes (never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _json(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _unavailable_json(exc: Exception) -> JSONResponse:
+    logger.warning("resonate server unavailable", extra={"fields": {"error": str(exc)}})
+    return _json(503, {"error": "the workflow server is unavailable, try again later"}, **{"Retry-After": RETRY_AFTER})
+
+
+# -- start ----------------------------------------------------------------------------
+
+
+@functions_framework.aio.http
+async def start(request: Request) -> Response:
+    """POST a request to start an approval; GET ``?workflow_id=`` for its status."""
+    settings, client = _start_context()
+    with logs.bind(trace=_trace(request)):
+        if request.method == "GET":
+            return await _status(request, settings, client)
+        if request.method != "POST":
+            return _json(405, {"error": "use POST to start, GET to read a status"}, Allow="GET, POST")
+        body = await _read_body(request, MAX_BODY_BYTES)
+        if body is None:
+            return _json(413, {"error": f"the body must be at most {MAX_BODY_BYTES} bytes"})
+        if settings.webhook_secret is not None:
+            try:
+                webhook.verify(settings.webhook_secret, body, request.headers.get(webhook.HEADER), now=time.time())
+            except webhook.SignatureError as exc:
+                return _json(401, {"error": str(exc)})
+        try:
+            req = parse_start(body, request.headers.get("content-type"))
+        except RequestError as exc:
+            return _json(exc.status, exc.to_json())
+        with logs.bind(workflow_id=req.workflow_id):
+            try:
+                run = await operations.start(client, settings.resonate.group, req, timeout=settings.resonate.timeout)
+            except operations.IdConflict:
+                return _json(409, {"error": "this workflow_id is already used by a different request", "field": "workflow_id"})
+            except operations.ServerUnavailable as exc:
+                return _unavailable_json(exc)
+            logger.info("approval started", extra={"fields": {"status": run.status}})
+            return _json(202 if run.status == "pending" else 200, run.to_json())
+
+
+async def _status(request: Request, settings: StartSettings, client: Any) -> Response:
+    try:
+        workflow_id = validate_workflow_id(request.query_params.get("workflow_id"))
+    except RequestError as exc:
+        return _json(exc.status, exc.to_json())
+    try:
+        run = await operations.status(client, workflow_id, timeout=settings.resonate.timeout)
+    except operations.ServerUnavailable as exc:
+        return _unavailable_json(exc)
+    if run is None:
+        return _json(404, {"error": "no approval with this workflow_id", "field": "workflow_id"})
+    return _json(202 if run.status == "pending" else 200, run.to_json())
+
+
+# -- unblock --------------------------------------------------------------------------
+
+
+def _page(status: int, html: str, **headers: str) -> HTMLResponse:
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", **headers},
+    )
+
+
+def _error(status: int, title: str, message: str, **headers: str) -> HTMLResponse:
+    return _page(status, pages.error_page(status, title, message), **headers)
+
+
+_INVALID_LINK = (403, "This link is not valid", "The link is incomplete, altered or has expired. Use the newest email you received.")
+_UNKNOWN = (404, "Request not found", "There is no approval request for this link.")
+_UNAVAILABLE = (503, "Try again in a moment", "The approval service is briefly unavailable. Your decision was not recorded.")
+
+
+@functions_framework.aio.http
+async def unblock(request: Request) -> Response:
+    """GET/HEAD: the decision page (changes nothing). POST: record the decision."""
+    settings, client = _unblock_context()
+    with logs.bind(trace=_trace(request)):
+        if request.method in ("GET", "HEAD"):
+            return await _show(request, settings, client)
+        if request.method == "POST":
+            return await _decide(request, settings, client)
+        return _error(405, "Method not allowed", "Open the link from your email.", Allow="GET, HEAD, POST")
+
+
+def _verify(settings: UnblockSettings, token: str | None) -> tokens.Claims | None:
+    if not token:
+        return None
+    try:
+        return tokens.verify(settings.signing_key, token, now=time.time())
+    except tokens.TokenError as exc:
+        logger.info("link refused", extra={"fields": {"reason": exc.reason}})
+        return None
+
+
+async def _show(request: Request, settings: UnblockSettings, client: Any) -> Response:
+    claims = _verify(settings, request.query_params.get("token"))
+    if claims is None:
+        return _error(*_INVALID_LINK)
+    with logs.bind(promise_id=claims.promise_id):
+        try:
+            found = await operations.read(client, claims.promise_id, timeout=settings.resonate.timeout)
+        except operations.ServerUnavailable:
+            return _error(*_UNAVAILABLE, **{"Retry-After": RETRY_AFTER})
+        if found is None:
+            return _error(*_UNKNOWN)
+        if found.decided is not None:
+            return _page(409, pages.conflict_page(found.decided, subject=found.request.subject))
+        key = settings.signing_key
+        html = pages.decision_page(
+            subject=found.request.subject,
+            details=found.request.details,
+            approver=claims.approver,
+            deadline_at_iso=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.expires_at)),
+            approve_token=tokens.sign(key, tokens.counterpart(claims, "approve")),
+            reject_token=tokens.sign(key, tokens.counterpart(claims, "reject")),
+            action_url=str(request.url.replace(query="")),
+        )
+        return _page(200, html)
+
+
+async def _decide(request: Request, settings: UnblockSettings, client: Any) -> Response:
+    body = await _read_body(request, MAX_FORM_BYTES)
+    if body is None:
+        return _error(413, "Too large", "The comment is too long.")
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return _error(415, "Unsupported form", "Submit the decision from the approval page.")
+    form = _form(body)
+    if form is None:
+        return _error(400, "Bad form", "Submit the decision from the approval page.")
+    claims = _verify(settings, form.get("token"))
+    if claims is None:
+        return _error(*_INVALID_LINK)
+    comment = form.get("comment", "").strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        return _error(400, "Comment too long", f"Keep the comment under {MAX_COMMENT_CHARS} characters.")
+    value = {
+        "decision": "approved" if claims.decision == "approve" else "rejected",
+        "by": claims.approver,
+        "comment": comment,
+        "decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms() / 1000)),
+        "click": secrets.token_hex(8),
+    }
+    with logs.bind(promise_id=claims.promise_id):
+        try:
+            outcome = await operations.decide(client, claims.promise_id, value, timeout=settings.resonate.timeout)
+        except operations.ServerUnavailable:
+            return _error(*_UNAVAILABLE, **{"Retry-After": RETRY_AFTER})
+        if outcome is None:
+            return _error(*_UNKNOWN)
+        first, decision = outcome
+        if not first:
+            logger.info("decision refused: already decided", extra={"fields": {"first": decision["decision"]}})
+            return _page(409, pages.conflict_page(decision))
+        logger.info(
+            "decision recorded",
+            extra={"fields": {"decision": decision["decision"], "by": decision["by"], "user_agent": request.headers.get("user-agent", "")}},
+        )
+        return _page(200, pages.done_page(decision))
+
+
+def _form(body: bytes) -> dict[str, str] | None:
+    """The fields of an url-encoded form, or ``None`` when it cannot be parsed."""
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), max_num_fields=10))
+    except (UnicodeDecodeError, ValueError):
+        return None

@@ -1,0 +1,156 @@
+"""Resonate client factories: one place that decides how hitl talks to the server.
+
+- :func:`send_only` for the HTTP functions: requests only, no SSE stream, no
+  background loops, and no retry-forever on a dead server (the caller bounds
+  every call and answers 503).
+- :func:`polling` for the worker: requests plus :class:`PollSource`, a
+  long-poll listener that never gives up (the SDK's own ``SSEConnection``
+  ends for good when aiohttp's 300 s session timeout fires).
+
+Both always name the server explicitly: with no URL the SDK would silently
+run everything in-process, which must never happen here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import aiohttp
+from resonate.connections.http import HttpConnection
+from resonate.connections.sse import SseFramer, resolve_target, unicast
+from resonate.resonate import Resonate
+from resonate.retry import ExponentialBackoff
+
+from hitl.settings import ResonateSettings
+
+logger = logging.getLogger("hitl.client")
+
+
+def send_only(settings: ResonateSettings) -> Resonate:
+    """A client that creates, reads and settles promises and listens to nothing.
+
+    Built without starting it: the HTTP connection is therefore not "running"
+    and fails a request at once when the server is unreachable instead of
+    retrying for ever, so a function can answer 503 within its time budget.
+    """
+    return Resonate(
+        network=HttpConnection(url=settings.url, auth=settings.token),
+        sources=[],
+        group=settings.group,
+        token=settings.token,
+        subscription_refresh_secs=0,
+        autostart=False,
+    )
+
+
+def polling(settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, pid: str | None = None) -> Resonate:
+    """The worker's client: long-polls ``settings.group`` and runs what arrives.
+
+    Must be called inside a running event loop (it starts at once).
+    """
+    pid = pid or uuid.uuid4().hex
+    source = PollSource(settings.url, group=settings.group, pid=pid, token=settings.token, session_timeout=sse_timeout)
+    return Resonate(
+        network=HttpConnection(url=settings.url, auth=settings.token),
+        sources=[source],
+        group=settings.group,
+        pid=pid,
+        ttl=ttl,
+        token=settings.token,
+    )
+
+
+class PollSource:
+    """A ``poll://`` :class:`~resonate_base.connections.Source` that keeps listening forever.
+
+    Each connection lives at most ``session_timeout`` seconds and is then
+    reopened at once; any error, clean end or timeout reconnects (with
+    backoff only after failures). This is what lets a worker idle for hours
+    still pick up new work, and reconnect by itself when the server restarts.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        group: str,
+        pid: str,
+        token: str | None = None,
+        session_timeout: float = 240.0,
+        backoff: ExponentialBackoff | None = None,
+        sleeper: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self._url = f"{url.rstrip('/')}/poll/{group}/{pid}"
+        self._group = group
+        self._unicast = unicast(group, pid)
+        self._headers = {"Accept": "text/event-stream"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._session_timeout = session_timeout
+        self._backoff = backoff or ExponentialBackoff(initial=0.5, max_delay=10.0)
+        self._sleeper = sleeper
+        self._callbacks: list[Callable[[str], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        #: Set while a stream is open (the worker's health check reads it).
+        self.connected = asyncio.Event()
+        #: How many times a stream was opened (tests read it).
+        self.connections = 0
+
+    def unicast(self) -> str:
+        return self._unicast
+
+    def resolve_target(self, target: str) -> str:
+        return resolve_target(target)
+
+    def recv(self, callback: Callable[[str], None]) -> None:
+        self._callbacks.append(callback)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._callbacks.clear()
+
+    async def _listen(self) -> None:
+        failures = 0
+        timeout = aiohttp.ClientTimeout(total=self._session_timeout, sock_connect=10)
+        while True:
+            try:
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as session,
+                    session.get(self._url, headers=self._headers) as resp,
+                ):
+                    if resp.status != 200:
+                        raise ConnectionError(f"poll answered {resp.status}")
+                    failures = 0
+                    self.connections += 1
+                    self.connected.set()
+                    framer = SseFramer()
+                    async for chunk in resp.content.iter_any():
+                        for data in framer.feed(chunk):
+                            for callback in list(self._callbacks):
+                                callback(data)
+                logger.debug("poll stream ended; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                logger.debug("poll stream reached its session timeout; reconnecting")
+            except Exception as exc:  # any failure: reconnect after a backoff
+                self.connected.clear()
+                delay = self._backoff.delay(failures)
+                failures += 1
+                logger.warning("poll stream failed; reconnecting", extra={"error": str(exc), "backoff_s": delay})
+                await self._sleeper(delay)
+            finally:
+                self.connected.clear()

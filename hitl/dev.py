@@ -1,0 +1,84 @@
+"""``make run``: the whole system on this machine, durable, until Ctrl-C.
+
+Starts the local Resonate server (its database in ``state/``), an SMTP sink
+(its inbox in ``state/inbox``), one worker, and the ``start`` and ``unblock``
+functions, each as its own process with its log in ``state/logs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+
+from hitl.stack import ROOT, Stack
+
+
+def signing_key(state: Path) -> str:
+    """The development signing key, made once and kept in ``state/``."""
+    path = state / "signing.key"
+    if not path.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def banner(stack: Stack) -> str:
+    assert stack.server and stack.start_fn and stack.unblock_fn and stack.sink
+    start = stack.start_fn.url
+    return f"""
+hitl is running (Ctrl-C stops everything; state survives in {stack.state}):
+  Resonate server  {stack.server.url}
+  start            {start}/
+  unblock          {stack.unblock_url}
+  SMTP sink        127.0.0.1:{stack.sink.port}  ->  {stack.inbox}
+  logs             {stack.logs}
+
+Try it:
+  curl -s -X POST {start}/ -H 'Content-Type: application/json' \\
+    -d '{{"workflow_id": "demo-1", "approvers": ["alice@example.com"], "subject": "Deploy v42", "details": {{"service": "api"}}}}'
+  # the approval email's links appear in {stack.logs / 'smtpsink.log'}; open one in a browser
+  curl -s '{start}/?workflow_id=demo-1'
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m hitl.dev", description=__doc__.split("\n")[0])
+    p.add_argument("--state", type=Path, default=ROOT / "state", help="folder for the database, inbox and logs")
+    p.add_argument("--server-port", type=int, default=int(os.environ.get("HITL_DEV_SERVER_PORT", 8001)))
+    p.add_argument("--smtp-port", type=int, default=int(os.environ.get("HITL_DEV_SMTP_PORT", 2525)))
+    p.add_argument("--start-port", type=int, default=int(os.environ.get("HITL_DEV_START_PORT", 8080)))
+    p.add_argument("--unblock-port", type=int, default=int(os.environ.get("HITL_DEV_UNBLOCK_PORT", 8081)))
+    args = p.parse_args(argv)
+
+    stack = Stack(
+        args.state,
+        signing_key=signing_key(args.state),
+        durable=True,
+        server_port=args.server_port,
+        smtp_port=args.smtp_port,
+        start_port=args.start_port,
+        unblock_port=args.unblock_port,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack.start()
+        print(banner(stack), flush=True)
+        while not stop.wait(1.0):
+            dead = [proc.name for proc in stack.processes() if not proc.alive()]
+            if dead:
+                print(f"stopping: {', '.join(dead)} exited (see {stack.logs})", flush=True)
+                break
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

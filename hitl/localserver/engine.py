@@ -1,0 +1,667 @@
+"""The local server's state machine: promises, tasks, callbacks, listeners, timeouts.
+
+It follows the real Resonate server (``resonate-server-dbms``'s engine and
+oracle) rather than the SDK's in-process simulation where the two differ:
+every success is 200 (300 for a suspend redirect), errors carry a plain
+string, task versions move on acquire only, every lifecycle call checks the
+version, and ids and tags are validated (see :mod:`.rules`).
+
+Everything it looks up is indexed, so the cost of one request does not grow
+with the number of waiting workflows: callbacks are kept on both ends
+(``Promise.awaiters`` and ``Task.awaiting``), preload reads a branch index,
+and deadlines sit in one heap whose stale entries are skipped when popped.
+
+The engine is synchronous and single-threaded. It never does IO itself: it
+reports what changed through ``dirty`` (for :mod:`.store`) and what to send
+through ``outgoing`` (for :mod:`.router`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Any
+
+from hitl.localserver import rules
+from hitl.localserver.rules import ProtocolError, origin
+
+PROTOCOL_VERSION = "2026-04-01"
+RETRY_MS = 30_000
+
+Message = tuple[str, dict[str, Any]]
+
+
+class Promise:
+    __slots__ = (
+        "id", "state", "param", "value", "tags", "timeout_at", "created_at",
+        "settled_at", "awaiters", "listeners",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        id: str,
+        state: str,
+        param: dict[str, Any],
+        value: dict[str, Any],
+        tags: dict[str, str],
+        timeout_at: int,
+        created_at: int,
+        settled_at: int | None = None,
+        awaiters: set[str] | None = None,
+        listeners: set[str] | None = None,
+    ) -> None:
+        self.id = id
+        self.state = state
+        self.param = param
+        self.value = value
+        self.tags = tags
+        self.timeout_at = timeout_at
+        self.created_at = created_at
+        self.settled_at = settled_at
+        #: Ids of the tasks with a callback on this promise.
+        self.awaiters = awaiters if awaiters is not None else set()
+        #: Addresses to send an ``unblock`` to when this promise settles.
+        self.listeners = listeners if listeners is not None else set()
+
+    @property
+    def target(self) -> str | None:
+        return self.tags.get("resonate:target")
+
+    def record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state,
+            "param": self.param,
+            "value": self.value,
+            "tags": self.tags,
+            "timeoutAt": self.timeout_at,
+            "createdAt": self.created_at,
+        }
+        if self.settled_at is not None:
+            rec["settledAt"] = self.settled_at
+        return rec
+
+    def dump(self) -> dict[str, Any]:
+        rec = self.record()
+        rec["awaiters"] = sorted(self.awaiters)
+        rec["listeners"] = sorted(self.listeners)
+        return rec
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> Promise:
+        return cls(
+            d["id"], d["state"], d["param"], d["value"], d["tags"], d["timeoutAt"],
+            d["createdAt"], d.get("settledAt"), set(d["awaiters"]), set(d["listeners"]),
+        )  # fmt: skip
+
+
+class Task:
+    __slots__ = ("id", "state", "version", "pid", "ttl", "resumes", "awaiting", "retry_at", "lease_at")
+
+    def __init__(
+        self,
+        id: str,
+        state: str,
+        version: int,
+        pid: str | None = None,
+        ttl: int | None = None,
+        resumes: set[str] | None = None,
+        awaiting: set[str] | None = None,
+        retry_at: int | None = None,
+        lease_at: int | None = None,
+    ) -> None:
+        self.id = id
+        self.state = state
+        self.version = version
+        self.pid = pid
+        self.ttl = ttl
+        #: Awaited promises that settled while this task was not suspended.
+        self.resumes = resumes if resumes is not None else set()
+        #: Promises this task holds a callback on (the reverse of ``Promise.awaiters``).
+        self.awaiting = awaiting if awaiting is not None else set()
+        #: When a pending task's execute is sent again.
+        self.retry_at = retry_at
+        #: When an acquired task's lease lapses.
+        self.lease_at = lease_at
+
+    def record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state,
+            "version": self.version,
+            "resumes": len(self.resumes),
+        }
+        if self.state == "acquired":
+            rec["ttl"] = self.ttl
+            rec["pid"] = self.pid
+        return rec
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "state": self.state, "version": self.version, "pid": self.pid,
+            "ttl": self.ttl, "resumes": sorted(self.resumes), "awaiting": sorted(self.awaiting),
+            "retry_at": self.retry_at, "lease_at": self.lease_at,
+        }  # fmt: skip
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> Task:
+        return cls(
+            d["id"], d["state"], d["version"], d["pid"], d["ttl"], set(d["resumes"]),
+            set(d["awaiting"]), d["retry_at"], d["lease_at"],
+        )  # fmt: skip
+
+
+class Engine:
+    """Applies protocol requests to the state; ``tick`` fires what is due."""
+
+    def __init__(self, *, server_url: str = "", retry_ms: int = RETRY_MS) -> None:
+        self.promises: dict[str, Promise] = {}
+        self.tasks: dict[str, Task] = {}
+        self.schedules: dict[str, dict[str, Any]] = {}
+        self.server_url = server_url
+        self.retry_ms = retry_ms
+        #: branch tag -> ids of the promises carrying it (for preload).
+        self._branches: dict[str, set[str]] = {}
+        #: (due, seq, kind, id): kind "p" promise timeout, "t" task retry or lease.
+        self._timers: list[tuple[int, int, str, str]] = []
+        self._seq = itertools.count()
+        #: Messages to deliver once the change is stored.
+        self.outgoing: list[Message] = []
+        #: Ids whose records changed since the store last saved them.
+        self.dirty_promises: set[str] = set()
+        self.dirty_tasks: set[str] = set()
+        self.dirty_schedules: set[str] = set()
+
+    # -- loading ---------------------------------------------------------------
+
+    def restore(self, promises: list[Promise], tasks: list[Task], schedules: list[dict[str, Any]]) -> None:
+        """Rebuild the indexes and timers from stored records."""
+        for p in promises:
+            self._index(p)
+            if p.state == "pending" and p.target is not None:
+                self._arm("p", p.id, p.timeout_at)
+        for t in tasks:
+            self.tasks[t.id] = t
+            if t.state == "pending" and t.retry_at is not None:
+                self._arm("t", t.id, t.retry_at)
+            elif t.state == "acquired" and t.lease_at is not None:
+                self._arm("t", t.id, t.lease_at)
+        for s in schedules:
+            self.schedules[s["id"]] = s
+
+    def _index(self, p: Promise) -> None:
+        self.promises[p.id] = p
+        branch = p.tags.get("resonate:branch")
+        if branch:
+            self._branches.setdefault(branch, set()).add(p.id)
+
+    # -- timers ----------------------------------------------------------------
+
+    def _arm(self, kind: str, id: str, due: int) -> None:
+        heapq.heappush(self._timers, (due, next(self._seq), kind, id))
+
+    def next_due(self) -> int | None:
+        return self._timers[0][0] if self._timers else None
+
+    def tick(self, now: int) -> None:
+        """Fire every timer that is due: promise timeouts, lease expiries, retries."""
+        while self._timers and self._timers[0][0] <= now:
+            due, _, kind, id = heapq.heappop(self._timers)
+            if kind == "p":
+                p = self.promises.get(id)
+                if p is not None and p.state == "pending" and p.timeout_at <= now:
+                    self._time_out(p, now)
+                continue
+            t = self.tasks.get(id)
+            if t is None:
+                continue
+            if t.state == "pending" and t.retry_at == due:
+                self._set_retry(t, now)
+                self._execute(t)
+            elif t.state == "acquired" and t.lease_at == due:
+                t.state = "pending"
+                t.pid = t.ttl = t.lease_at = None
+                self._set_retry(t, now)
+                self._execute(t)
+
+    def _set_retry(self, t: Task, now: int, at: int | None = None) -> None:
+        t.retry_at = at if at is not None else now + self.retry_ms
+        t.lease_at = None
+        self._arm("t", t.id, t.retry_at)
+        self.dirty_tasks.add(t.id)
+
+    def _set_lease(self, t: Task, now: int) -> None:
+        assert t.ttl is not None
+        t.lease_at = now + t.ttl
+        t.retry_at = None
+        self._arm("t", t.id, t.lease_at)
+        self.dirty_tasks.add(t.id)
+
+    # -- messages --------------------------------------------------------------
+
+    def _execute(self, t: Task) -> None:
+        p = self.promises.get(t.id)
+        target = p.target if p is not None else None
+        if target is not None:
+            self.outgoing.append(
+                (
+                    target,
+                    {
+                        "data": {"task": {"id": t.id, "version": t.version}},
+                        "head": {"serverUrl": self.server_url},
+                        "kind": "execute",
+                    },
+                )
+            )
+
+    # -- settlement ------------------------------------------------------------
+
+    def _try_timeout(self, id: str, now: int) -> None:
+        p = self.promises.get(id)
+        if p is not None and p.state == "pending" and now >= p.timeout_at:
+            self._time_out(p, now)
+
+    def _time_out(self, p: Promise, now: int) -> None:
+        state = "resolved" if p.tags.get("resonate:timer") == "true" else "rejected_timedout"
+        self._settle(p, state, {}, now, settled_at=p.timeout_at)
+
+    def _settle(self, p: Promise, state: str, value: dict[str, Any], now: int, *, settled_at: int) -> None:
+        p.state = state
+        p.value = value
+        p.settled_at = settled_at
+        self.dirty_promises.add(p.id)
+        # 1. Its own task is done, and holds no callbacks any more.
+        t = self.tasks.get(p.id)
+        if t is not None and t.state != "fulfilled":
+            t.state = "fulfilled"
+            t.pid = t.ttl = t.retry_at = t.lease_at = None
+            t.resumes.clear()
+            self._drop_callbacks(t)
+            self.dirty_tasks.add(t.id)
+        # 2. Resume whoever awaits it.
+        for awaiter_id in sorted(p.awaiters):
+            at = self.tasks.get(awaiter_id)
+            ap = self.promises.get(awaiter_id)
+            if at is None or ap is None:
+                continue
+            at.awaiting.discard(p.id)
+            self.dirty_tasks.add(at.id)
+            if ap.state != "pending" or now >= ap.timeout_at:
+                continue
+            if at.state == "suspended":
+                at.state = "pending"
+                at.resumes = {p.id}
+                self._set_retry(at, now)
+                self._execute(at)
+            elif at.state in ("pending", "acquired", "halted"):
+                at.resumes.add(p.id)
+        p.awaiters.clear()
+        # 3. Tell the listeners.
+        if p.listeners:
+            record = p.record()
+            for address in sorted(p.listeners):
+                self.outgoing.append((address, {"data": {"promise": record}, "head": {}, "kind": "unblock"}))
+            p.listeners.clear()
+
+    def _drop_callbacks(self, t: Task) -> None:
+        for awaited in t.awaiting:
+            ap = self.promises.get(awaited)
+            if ap is not None:
+                ap.awaiters.discard(t.id)
+                self.dirty_promises.add(awaited)
+        t.awaiting.clear()
+
+    def _preload(self, id: str) -> list[dict[str, Any]]:
+        p = self.promises.get(id)
+        branch = p.tags.get("resonate:branch") if p is not None else None
+        if not branch:
+            return []
+        return [self.promises[o].record() for o in sorted(self._branches.get(branch, ())) if o != id]
+
+    # -- requests --------------------------------------------------------------
+
+    def apply(self, kind: str, corr_id: str, data: dict[str, Any], now: int) -> tuple[int, Any]:
+        """Apply one request; return ``(status, data)``. ``data`` is a string on errors."""
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            return 400, f"Unknown operation: {kind}"
+        try:
+            return handler(self, data, now, corr_id)
+        except ProtocolError as exc:
+            return exc.status, exc.message
+
+    def _create_promise(self, id: str, timeout_at: int, param: dict[str, Any], tags: dict[str, str], now: int) -> Promise:
+        """Store a new promise (and its task when targeted), as ``promise.create`` does."""
+        target = tags.get("resonate:target")
+        if now >= timeout_at:
+            state = "resolved" if tags.get("resonate:timer") == "true" else "rejected_timedout"
+            p = Promise(id, state, param, {}, tags, timeout_at, timeout_at, timeout_at)
+            self._index(p)
+            self.dirty_promises.add(id)
+            if target is not None:
+                self.tasks[id] = Task(id, "fulfilled", 0)
+                self.dirty_tasks.add(id)
+            return p
+        p = Promise(id, "pending", param, {}, tags, timeout_at, now)
+        self._index(p)
+        self.dirty_promises.add(id)
+        if target is not None:
+            self._arm("p", id, timeout_at)
+            t = Task(id, "pending", 0)
+            self.tasks[id] = t
+            delay = tags.get("resonate:delay")
+            if delay is not None and now < int(delay):
+                self._set_retry(t, now, at=int(delay))
+            else:
+                self._set_retry(t, now)
+                self._execute(t)
+        return p
+
+    def promise_get(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id = rules.non_empty(data, "id")
+        self._try_timeout(id, now)
+        p = self.promises.get(id)
+        if p is None:
+            return 404, "Promise not found"
+        return 200, {"promise": p.record()}
+
+    def promise_create(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id, timeout_at, param, tags = rules.promise_create(data)
+        self._try_timeout(id, now)
+        existing = self.promises.get(id)
+        if existing is not None:
+            return 200, {"promise": existing.record()}
+        return 200, {"promise": self._create_promise(id, timeout_at, param, tags, now).record()}
+
+    def promise_settle(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id, state, value = rules.settle(data)
+        self._try_timeout(id, now)
+        p = self.promises.get(id)
+        if p is None:
+            return 404, "Promise not found"
+        if p.state == "pending":
+            self._settle(p, state, value, now, settled_at=now)
+        return 200, {"promise": p.record()}
+
+    def promise_register_listener(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        awaited = rules.non_empty(data, "awaited")
+        address = rules.non_empty(data, "address")
+        if not rules.is_address(address):
+            return 400, "Invalid listener address"
+        self._try_timeout(awaited, now)
+        p = self.promises.get(awaited)
+        if p is None:
+            return 404, "Awaited promise not found"
+        if p.state == "pending" and address not in p.listeners:
+            p.listeners.add(address)
+            self.dirty_promises.add(p.id)
+        return 200, {"promise": p.record()}
+
+    def promise_register_callback(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        awaited, awaiter = rules.callback(data)
+        self._try_timeout(awaited, now)
+        self._try_timeout(awaiter, now)
+        p = self.promises.get(awaited)
+        if p is None:
+            return 404, "Awaited promise not found"
+        ap = self.promises.get(awaiter)
+        if ap is None:
+            return 422, "Awaiter promise not found"
+        if ap.target is None:
+            return 422, "Awaiter promise has no resonate:target tag"
+        t = self.tasks.get(awaiter)
+        if ap.state == "pending" and t is not None:
+            if p.state == "pending":
+                p.awaiters.add(awaiter)
+                t.awaiting.add(awaited)
+                self.dirty_promises.add(awaited)
+                self.dirty_tasks.add(awaiter)
+            elif t.state == "suspended":
+                t.state = "pending"
+                t.resumes = {awaited}
+                self._set_retry(t, now)
+                self._execute(t)
+            elif t.state in ("pending", "acquired", "halted"):
+                t.resumes.add(awaited)
+                self.dirty_tasks.add(awaiter)
+        return 200, {"promise": p.record()}
+
+    def promise_search(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        state = data.get("state")
+        tags = rules.tags_of(data)
+        limit = data.get("limit", 100)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+            return 400, "Invalid 'limit' — must be between 1 and 1000"
+        cursor = data.get("cursor")
+        states = {"rejected": ("rejected", "rejected_canceled", "rejected_timedout")}.get(
+            state, (state,) if isinstance(state, str) else None
+        )
+        found: list[Promise] = []
+        for id in sorted(self.promises):
+            if isinstance(cursor, str) and id <= cursor:
+                continue
+            p = self.promises[id]
+            if states is not None and p.state not in states:
+                continue
+            if any(p.tags.get(k) != v for k, v in tags.items()):
+                continue
+            found.append(p)
+            if len(found) > limit:
+                break
+        out: dict[str, Any] = {"promises": [p.record() for p in found[:limit]]}
+        if len(found) > limit:
+            out["cursor"] = found[limit - 1].id
+        return 200, out
+
+    def task_create(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        pid = rules.non_empty(data, "pid")
+        ttl = rules.integer(data, "ttl", minimum=1)
+        _, action = rules.action(data)
+        id, timeout_at, param, tags = rules.promise_create(action)
+        if "resonate:target" not in tags:
+            return 400, "Action must have a resonate:target tag"
+        if "resonate:delay" in tags:
+            return 400, "Action must not have a resonate:delay tag"
+        self._try_timeout(id, now)
+        p = self.promises.get(id)
+        if p is None:
+            if now >= timeout_at:
+                p = self._create_promise(id, timeout_at, param, tags, now)
+                return 200, {"task": self.tasks[id].record(), "promise": p.record(), "preload": []}
+            p = Promise(id, "pending", param, {}, tags, timeout_at, now)
+            self._index(p)
+            self.dirty_promises.add(id)
+            self._arm("p", id, timeout_at)
+            t = Task(id, "acquired", 1, pid, ttl)
+            self.tasks[id] = t
+            self._set_lease(t, now)
+            return 200, {"task": t.record(), "promise": p.record(), "preload": self._preload(id)}
+        t = self.tasks.get(id)
+        if t is None:
+            return 422, "The promise does not have a resonate:target tag"
+        if t.state == "pending":
+            self._acquire(t, pid, ttl, now)
+            return 200, {"task": t.record(), "promise": p.record(), "preload": self._preload(id)}
+        if t.state == "fulfilled":
+            return 200, {"task": t.record(), "promise": p.record(), "preload": []}
+        return 409, "Already exists"
+
+    def _acquire(self, t: Task, pid: str, ttl: int, now: int) -> None:
+        t.state = "acquired"
+        t.version += 1
+        t.pid = pid
+        t.ttl = ttl
+        t.resumes.clear()
+        self._set_lease(t, now)
+
+    def _task(self, data: dict[str, Any], now: int) -> tuple[Task, int]:
+        id = rules.non_empty(data, "id")
+        version = rules.integer(data, "version")
+        self._try_timeout(id, now)
+        t = self.tasks.get(id)
+        if t is None:
+            raise ProtocolError(404, "Task not found")
+        return t, version
+
+    def task_acquire(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        pid = rules.non_empty(data, "pid")
+        ttl = rules.integer(data, "ttl", minimum=1)
+        t, version = self._task(data, now)
+        if t.state != "pending":
+            return 409, "Task is not pending"
+        if version != t.version:
+            return 409, "Version mismatch"
+        self._acquire(t, pid, ttl, now)
+        p = self.promises[t.id]
+        return 200, {"task": t.record(), "promise": p.record(), "preload": self._preload(t.id)}
+
+    def task_release(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        t, version = self._task(data, now)
+        if t.state != "acquired" or version != t.version:
+            return 409, "Task version mismatch or invalid state"
+        t.state = "pending"
+        t.pid = t.ttl = None
+        self._set_retry(t, now)
+        self._execute(t)
+        return 200, {}
+
+    def task_fulfill(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        rules.non_empty(data, "id")
+        rules.integer(data, "version")
+        _, action = rules.action(data)
+        id, state, value = rules.settle(action)
+        if id != data["id"]:
+            return 400, "Action ID must match the task ID"
+        t, version = self._task(data, now)
+        if t.state != "acquired" or version != t.version:
+            return 409, "Task version mismatch or invalid state"
+        p = self.promises[t.id]
+        if p.state == "pending":
+            self._settle(p, state, value, now, settled_at=now)
+        return 200, {"promise": p.record()}
+
+    def task_suspend(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id = rules.non_empty(data, "id")
+        rules.integer(data, "version")
+        awaited_ids = rules.suspend_actions(id, data)
+        t, version = self._task(data, now)
+        for a in awaited_ids:
+            self._try_timeout(a, now)
+        if t.state != "acquired" or version != t.version:
+            return 409, "Task is not acquired or version mismatch"
+        awaited = [self.promises.get(a) for a in awaited_ids]
+        if any(p is None for p in awaited):
+            return 422, "Awaited promise not found"
+        if any(p.state != "pending" for p in awaited if p is not None):
+            t.resumes.clear()
+            self.dirty_tasks.add(t.id)
+            return 300, {"preload": self._preload(t.id)}
+        for p in awaited:
+            assert p is not None
+            p.awaiters.add(t.id)
+            t.awaiting.add(p.id)
+            self.dirty_promises.add(p.id)
+        t.state = "suspended"
+        t.pid = t.ttl = t.retry_at = t.lease_at = None
+        t.resumes.clear()
+        self.dirty_tasks.add(t.id)
+        return 200, {}
+
+    def task_fence(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id = rules.non_empty(data, "id")
+        rules.integer(data, "version")
+        kind, action = rules.action(data)
+        if kind == "promise.create":
+            rules.promise_create(action)
+        elif kind == "promise.settle":
+            rules.settle(action)
+        else:
+            return 400, "Invalid fence action kind"
+        if action.get("id") == id:
+            return 400, "Action ID must not equal the task ID"
+        t, version = self._task(data, now)
+        self._try_timeout(str(action.get("id")), now)
+        if t.state != "acquired" or version != t.version:
+            return 409, "Version mismatch"
+        handler = self.promise_create if kind == "promise.create" else self.promise_settle
+        status, inner = handler(action, now, corr_id)
+        envelope = {"kind": kind, "head": {"corrId": corr_id, "status": status, "version": PROTOCOL_VERSION}, "data": inner}
+        return 200, {"action": envelope, "preload": self._preload(t.id)}
+
+    def task_heartbeat(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        pid, refs = rules.heartbeat(data)
+        for id, version in refs:
+            t = self.tasks.get(id)
+            if t is not None and t.state == "acquired" and t.version == version and t.pid == pid:
+                self._set_lease(t, now)
+        return 200, {}
+
+    def task_get(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id = rules.non_empty(data, "id")
+        t = self.tasks.get(id)
+        if t is None:
+            return 404, "Task not found"
+        return 200, {"task": t.record()}
+
+    # -- schedules: stored and listed; the local server does not fire them -----
+
+    def schedule_create(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id = rules.non_empty(data, "id")
+        if ":" in id:
+            return 400, "Schedule ID must not contain ':'"
+        tags = data.get("promiseTags")
+        if not isinstance(tags, dict) or "resonate:target" not in tags:
+            return 400, "promiseTags must include a resonate:target tag"
+        if id in self.schedules:
+            return 200, {"schedule": self.schedules[id]}
+        record = {
+            "id": id,
+            "cron": rules.non_empty(data, "cron"),
+            "promiseId": rules.non_empty(data, "promiseId"),
+            "promiseTimeout": rules.integer(data, "promiseTimeout"),
+            "promiseParam": rules.value_obj(data, "promiseParam"),
+            "promiseTags": tags,
+            "createdAt": now,
+            "nextRunAt": now,
+        }
+        self.schedules[id] = record
+        self.dirty_schedules.add(id)
+        return 200, {"schedule": record}
+
+    def schedule_get(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        s = self.schedules.get(rules.non_empty(data, "id"))
+        return (200, {"schedule": s}) if s is not None else (404, "Schedule not found")
+
+    def schedule_delete(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        id = rules.non_empty(data, "id")
+        if self.schedules.pop(id, None) is None:
+            return 404, "Schedule not found"
+        self.dirty_schedules.add(id)
+        return 200, {}
+
+    def schedule_search(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
+        return 200, {"schedules": [self.schedules[k] for k in sorted(self.schedules)]}
+
+
+_HANDLERS = {
+    "promise.get": Engine.promise_get,
+    "promise.create": Engine.promise_create,
+    "promise.settle": Engine.promise_settle,
+    "promise.register_listener": Engine.promise_register_listener,
+    "promise.register_callback": Engine.promise_register_callback,
+    "promise.search": Engine.promise_search,
+    "task.create": Engine.task_create,
+    "task.acquire": Engine.task_acquire,
+    "task.release": Engine.task_release,
+    "task.fulfill": Engine.task_fulfill,
+    "task.suspend": Engine.task_suspend,
+    "task.fence": Engine.task_fence,
+    "task.heartbeat": Engine.task_heartbeat,
+    "task.get": Engine.task_get,
+    "schedule.create": Engine.schedule_create,
+    "schedule.get": Engine.schedule_get,
+    "schedule.delete": Engine.schedule_delete,
+    "schedule.search": Engine.schedule_search,
+}
+
+__all__ = ["PROTOCOL_VERSION", "Engine", "Message", "Promise", "ProtocolError", "Task", "origin"]

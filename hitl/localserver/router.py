@@ -1,0 +1,164 @@
+"""Delivery of pushed messages to the SSE streams of ``GET /poll/{group}/{pid}``.
+
+Addresses are the SDK's ``poll://`` ones, routed as the real server does:
+``poll://uni@group/pid`` reaches that stream only; ``poll://any@group[/pid]``
+reaches that pid when it is connected, else a random stream of the group.
+With nobody to take it, a message is dropped: a pending task's execute comes
+again with the 30 s retry, exactly as on the real server.
+
+One addition keeps a reconnect from losing anything: when the *server* ends a
+stream (the periodic clean end that keeps the SDK's 300 s client timeout from
+killing its listener), the pid is parked for a grace period and messages for
+it (or, when its group has no other stream, for the group) are held and
+flushed into its next stream. A stream the *client* dropped (a killed worker)
+is removed at once and what was queued for it is routed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+logger = logging.getLogger("hitl.localserver")
+
+QUEUE_LIMIT = 1000
+
+
+@dataclass(eq=False)
+class Stream:
+    group: str
+    pid: str
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+
+    def put(self, frame: bytes) -> bool:
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            logger.warning("stream queue full, message dropped", extra={"group": self.group, "pid": self.pid})
+            return False
+        return True
+
+    def drain(self) -> list[bytes]:
+        frames: list[bytes] = []
+        while not self.queue.empty():
+            frame = self.queue.get_nowait()
+            if frame is not None:
+                frames.append(frame)
+        return frames
+
+
+@dataclass
+class _Parked:
+    until: float
+    frames: list[bytes] = field(default_factory=list)
+
+
+def parse_address(address: str) -> tuple[str, str, str | None] | None:
+    """``(cast, group, pid)`` of a ``poll://`` address, or ``None`` if it is not one."""
+    try:
+        parts = urlsplit(address)
+    except ValueError:
+        return None
+    if parts.scheme != "poll" or parts.username not in ("uni", "any") or not parts.hostname:
+        return None
+    pid = parts.path.lstrip("/") or None
+    return parts.username, parts.hostname, pid
+
+
+class Router:
+    def __init__(self, *, grace: float = 10.0, clock=time.monotonic) -> None:
+        self._groups: dict[str, dict[str, list[Stream]]] = {}
+        self._parked: dict[tuple[str, str], _Parked] = {}
+        self._grace = grace
+        self._clock = clock
+
+    def count(self) -> int:
+        return sum(len(s) for pids in self._groups.values() for s in pids.values())
+
+    def streams(self) -> list[Stream]:
+        return [s for pids in self._groups.values() for ss in pids.values() for s in ss]
+
+    def open(self, group: str, pid: str) -> Stream:
+        stream = Stream(group.lower(), pid)
+        self._groups.setdefault(stream.group, {}).setdefault(pid, []).append(stream)
+        parked = self._parked.pop((stream.group, pid), None)
+        if parked is not None:
+            for frame in parked.frames:
+                stream.put(frame)
+        logger.info("stream opened", extra={"group": stream.group, "pid": pid})
+        return stream
+
+    def close(self, stream: Stream, *, by_server: bool) -> None:
+        """Remove ``stream``; park its pid when the server ended it, else re-route its backlog."""
+        pids = self._groups.get(stream.group, {})
+        same = pids.get(stream.pid, [])
+        if stream in same:
+            same.remove(stream)
+        if not same:
+            pids.pop(stream.pid, None)
+        if not pids:
+            self._groups.pop(stream.group, None)
+        backlog = stream.drain()
+        if by_server and not same:
+            self._parked[(stream.group, stream.pid)] = _Parked(self._clock() + self._grace, backlog)
+        else:
+            for frame in backlog:
+                self._send_any(stream.group, None, frame)
+        logger.info(
+            "stream closed",
+            extra={"group": stream.group, "pid": stream.pid, "by": "server" if by_server else "client"},
+        )
+
+    def deliver(self, address: str, frame: bytes) -> bool:
+        parsed = parse_address(address)
+        if parsed is None:
+            logger.warning("message for an address that is not poll:// dropped", extra={"address": address})
+            return False
+        cast, group, pid = parsed
+        if cast == "uni":
+            return pid is not None and self._send_uni(group, pid, frame)
+        return self._send_any(group, pid, frame)
+
+    def _live(self, group: str, pid: str) -> Stream | None:
+        streams = self._groups.get(group, {}).get(pid)
+        return streams[-1] if streams else None
+
+    def _park(self, group: str, pid: str | None, frame: bytes) -> bool:
+        now = self._clock()
+        for key in [k for k, p in self._parked.items() if p.until <= now]:
+            del self._parked[key]
+        if pid is not None and (group, pid) in self._parked:
+            self._parked[(group, pid)].frames.append(frame)
+            return True
+        if pid is None:
+            candidates = [p for (g, _), p in self._parked.items() if g == group]
+            if candidates:
+                random.choice(candidates).frames.append(frame)
+                return True
+        return False
+
+    def _send_uni(self, group: str, pid: str, frame: bytes) -> bool:
+        stream = self._live(group, pid)
+        if stream is not None:
+            return stream.put(frame)
+        if self._park(group, pid, frame):
+            return True
+        logger.debug("no stream for unicast message, dropped", extra={"group": group, "pid": pid})
+        return False
+
+    def _send_any(self, group: str, pid: str | None, frame: bytes) -> bool:
+        if pid is not None:
+            stream = self._live(group, pid)
+            if stream is not None:
+                return stream.put(frame)
+        pids = self._groups.get(group)
+        if pids:
+            return random.choice(pids[random.choice(list(pids))]).put(frame)
+        if (pid is not None and self._park(group, pid, frame)) or self._park(group, None, frame):
+            return True
+        logger.info("no stream in group, message dropped until the task retry", extra={"group": group})
+        return False

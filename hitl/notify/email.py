@@ -1,0 +1,279 @@
+"""Approval emails: compose the message, deliver it through an SMTP relay.
+
+:func:`compose` is pure (no I/O, no clock unless none is passed), so a retried
+workflow step rebuilds the same message; :func:`message_id_for` gives that
+message a stable ``Message-ID`` and ``X-Hitl-Idempotency-Key`` so a relay or
+the development sink can drop a duplicate sent after a crash-retry.
+
+:func:`send` tries exactly once and raises :class:`EmailError` on any failure:
+the durable step that calls it owns retries and backoff.
+
+The links carry signing tokens and the settings carry the SMTP password:
+neither is ever logged nor put into an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+import re
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import urlsplit
+
+import jinja2
+
+from hitl.settings import SmtpSettings
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "EmailError",
+    "compose",
+    "message_id_for",
+    "send",
+]
+
+log = logging.getLogger(__name__)
+
+#: Header carrying the idempotency key; equal keys mean "the same message".
+IDEMPOTENCY_HEADER = "X-Hitl-Idempotency-Key"
+
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Deeper parts of the details are shown as compact JSON rather than nested tables.
+_MAX_DEPTH = 8
+
+
+class EmailError(Exception):
+    """Sending an email failed; the cause is chained as ``__cause__``.
+
+    ``permanent`` is a hint: the relay answered with a 5xx code or does not
+    support what the settings require, so retrying unchanged is unlikely to help.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def message_id_for(promise_id: str, approver: str, kind: str = "approval") -> str:
+    """A deterministic, RFC 5322-safe id for one email about one promise.
+
+    The same arguments always give the same id; use a distinct ``kind`` per
+    distinct email (e.g. ``"reminder-1"``) so those are not deduplicated away.
+    """
+    encoded = json.dumps([kind, promise_id, approver], ensure_ascii=False).encode()
+    return hashlib.sha256(encoded).hexdigest()[:32]
+
+
+def compose(
+    *,
+    sender: str,
+    approver: str,
+    subject: str,
+    details: object,
+    approve_url: str,
+    reject_url: str,
+    deadline_at_iso: str,
+    message_id: str,
+    reminder: bool = False,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """Build the approval email (plain text + HTML alternative) for one approver.
+
+    ``now`` (timezone-aware) sets the ``Date`` header; it defaults to the
+    current time. Raises :class:`ValueError` on malformed arguments.
+    """
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise ValueError(f"message_id must match {_MESSAGE_ID.pattern}, got {message_id!r}")
+    for name, url in (("approve_url", approve_url), ("reject_url", reject_url)):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or _CONTROL.search(url):
+            raise ValueError(f"{name} must be an absolute http(s) URL")
+    deadline = datetime.fromisoformat(deadline_at_iso)
+    if deadline.tzinfo is None:
+        raise ValueError(f"deadline_at_iso must carry a timezone, got {deadline_at_iso!r}")
+    sent_at = datetime.now(UTC) if now is None else now
+    if sent_at.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+
+    title = _one_line(subject)
+    header_subject = f"Approval requested: {title}"
+    if reminder:
+        header_subject = f"Reminder: {header_subject}"
+    context = {
+        "title": header_subject,
+        "subject": title,
+        "approver": approver,
+        "approve_url": approve_url,
+        "reject_url": reject_url,
+        "deadline": deadline.astimezone(UTC).strftime("%A %d %B %Y, %H:%M UTC"),
+        "deadline_iso": deadline_at_iso,
+        "reminder": reminder,
+        "fields": _fields(details),
+    }
+    env = _templates()
+
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = approver
+    message["Subject"] = header_subject
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = f"<{message_id}@hitl>"
+    message[IDEMPOTENCY_HEADER] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(env.get_template("email_approval.txt").render(context))
+    message.add_alternative(env.get_template("email_approval.html").render(context), subtype="html")
+    return message
+
+
+async def send(
+    smtp: SmtpSettings,
+    message: EmailMessage,
+    *,
+    timeout: float = 30.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Deliver ``message`` through the relay in ``smtp``, once.
+
+    ``timeout`` bounds each network operation. ``ssl_context`` (default: the
+    system trust store with hostname checking) verifies the relay for the
+    ``"starttls"`` and ``"tls"`` security modes.
+    """
+    await asyncio.to_thread(_deliver, smtp, message, timeout, ssl_context)
+    log.info(
+        "email sent",
+        extra={"message_id": message.get("Message-ID"), "smtp_host": smtp.host},
+    )
+
+
+def _deliver(
+    smtp: SmtpSettings,
+    message: EmailMessage,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None,
+) -> None:
+    relay = f"{smtp.host}:{smtp.port}"
+    try:
+        context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        client: smtplib.SMTP
+        if smtp.security == "tls":
+            client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=context)
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
+        with client:
+            client.ehlo()
+            if smtp.security == "starttls":
+                if not client.has_extn("starttls"):
+                    raise EmailError(
+                        f"sending via {relay} failed: the server does not offer STARTTLS",
+                        permanent=True,
+                    )
+                client.starttls(context=context)
+                client.ehlo()
+            if smtp.username is not None and smtp.password is not None:
+                client.login(smtp.username, smtp.password)
+            refused = client.send_message(message)
+        if refused:
+            raise EmailError(
+                f"sending via {relay} failed: recipients refused: {', '.join(refused)}",
+                permanent=True,
+            )
+    except EmailError:
+        raise
+    except (smtplib.SMTPException, OSError) as exc:
+        raise EmailError(
+            f"sending via {relay} failed: {_describe(exc)}", permanent=_is_permanent(exc)
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = exc.smtp_error
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        return f"{type(exc).__name__}: {exc.smtp_code} {text}"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return f"{type(exc).__name__}: {', '.join(exc.recipients)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 500 <= exc.smtp_code < 600
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(500 <= code < 600 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPNotSupportedError | ssl.SSLCertVerificationError)
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("hitl", "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """One labelled entry of the request details, as both templates render it.
+
+    Exactly one of ``text`` (a scalar, already formatted) and ``children``
+    (a nested mapping or list) is set.
+    """
+
+    label: str
+    text: str | None = None
+    children: tuple[_Field, ...] | None = None
+
+
+def _fields(details: object) -> tuple[_Field, ...]:
+    if details is None or (_is_container(details) and not details):
+        return ()
+    if _is_container(details):
+        return _children(details, 0)
+    return (_Field("Value", text=_scalar(details)),)
+
+
+def _is_container(value: object) -> bool:
+    return isinstance(value, Mapping) or (
+        isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+    )
+
+
+def _children(value: object, depth: int) -> tuple[_Field, ...]:
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        assert isinstance(value, Sequence)
+        items = [(str(i), v) for i, v in enumerate(value, start=1)]
+    return tuple(_field(label, v, depth) for label, v in items)
+
+
+def _field(label: str, value: object, depth: int) -> _Field:
+    if _is_container(value) and value and depth + 1 < _MAX_DEPTH:
+        return _Field(label, children=_children(value, depth + 1))
+    return _Field(label, text=_scalar(value))
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | int | float) or _is_container(value):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)

@@ -1,0 +1,260 @@
+"""Configuration: read once from the environment into typed, frozen settings.
+
+Each component (the ``start`` and ``unblock`` functions, the worker) has its
+own settings class and reads only the variables it declares in
+:data:`ENV_VARS`, so the deployment can give every component exactly what it
+reads and nothing more (``tests/infra`` holds Terraform to that list).
+
+Every loader takes the environment as a parameter (default: ``os.environ``),
+so tests pass a plain dict and never touch process-wide state. A missing or
+malformed value raises :class:`ConfigError` naming the variable: a worker
+with no server URL must fail at start, never fall back to the SDK's silent
+in-process mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+from urllib.parse import urlsplit
+
+#: The variables each component reads. The loaders below read nothing else.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "start": (
+        "RESONATE_URL",
+        "RESONATE_TOKEN",
+        "HITL_WORKER_GROUP",
+        "HITL_SERVER_TIMEOUT",
+        "HITL_WEBHOOK_SECRET",
+        "HITL_LOG_FORMAT",
+    ),
+    "unblock": (
+        "RESONATE_URL",
+        "RESONATE_TOKEN",
+        "HITL_SERVER_TIMEOUT",
+        "HITL_SIGNING_KEY",
+        "HITL_LOG_FORMAT",
+    ),
+    "worker": (
+        "RESONATE_URL",
+        "RESONATE_TOKEN",
+        "HITL_WORKER_GROUP",
+        "HITL_SIGNING_KEY",
+        "HITL_UNBLOCK_URL",
+        "HITL_TASK_TTL",
+        "HITL_SSE_TIMEOUT",
+        "HITL_LOG_FORMAT",
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "SMTP_SECURITY",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
+        "SMTP_FROM",
+        "PORT",
+    ),
+}
+
+#: The secrets among them: never logged, delivered from Secret Manager in production.
+SECRET_VARS = frozenset(
+    {"RESONATE_TOKEN", "HITL_SIGNING_KEY", "HITL_WEBHOOK_SECRET", "SMTP_PASSWORD"}
+)
+
+MIN_SIGNING_KEY_BYTES = 32
+
+LogFormat = Literal["json", "text"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+    def __init__(self, var: str, reason: str) -> None:
+        self.var = var
+        self.reason = reason
+        super().__init__(f"{var}: {reason}")
+
+
+class _Reader:
+    """Reads the variables of one component, refusing any it did not declare."""
+
+    def __init__(self, component: str, env: Mapping[str, str]) -> None:
+        self._allowed = ENV_VARS[component]
+        self._env = env
+
+    def declares(self, var: str) -> bool:
+        return var in self._allowed
+
+    def get(self, var: str, default: str | None = None) -> str | None:
+        assert var in self._allowed, f"{var} is not declared in ENV_VARS"
+        value = self._env.get(var, "")
+        return value if value != "" else default
+
+    def require(self, var: str) -> str:
+        value = self.get(var)
+        if value is None:
+            raise ConfigError(var, "is required")
+        return value
+
+    def url(self, var: str) -> str:
+        value = self.require(var)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(var, f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    def number(self, var: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self.get(var)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(var, f"must be a number, got {raw!r}") from None
+        if value <= minimum:
+            raise ConfigError(var, f"must be greater than {minimum:g}, got {raw!r}")
+        return value
+
+    def choice[T: str](self, var: str, default: T, choices: tuple[T, ...]) -> T:
+        raw = self.get(var, default)
+        for c in choices:
+            if raw == c:
+                return c
+        raise ConfigError(var, f"must be one of {', '.join(choices)}, got {raw!r}")
+
+    def signing_key(self, var: str) -> bytes:
+        key = self.require(var).encode()
+        if len(key) < MIN_SIGNING_KEY_BYTES:
+            raise ConfigError(
+                var, f"must be at least {MIN_SIGNING_KEY_BYTES} bytes long"
+            )
+        return key
+
+    def log_format(self) -> LogFormat:
+        return self.choice("HITL_LOG_FORMAT", "json", ("json", "text"))
+
+
+@dataclass(frozen=True, slots=True)
+class ResonateSettings:
+    """How to reach the Resonate server."""
+
+    url: str
+    token: str | None = None
+    #: The worker group approvals run on (``poll://any@<group>``).
+    group: str = "worker"
+    #: The longest a function waits on the server before answering 503.
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StartSettings:
+    resonate: ResonateSettings
+    #: When set, every POST must carry a valid ``X-Hitl-Signature`` header.
+    webhook_secret: bytes | None = None
+    log_format: LogFormat = "json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StartSettings:
+        r = _Reader("start", os.environ if env is None else env)
+        secret = r.get("HITL_WEBHOOK_SECRET")
+        return cls(
+            resonate=_resonate(r),
+            webhook_secret=secret.encode() if secret else None,
+            log_format=r.log_format(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UnblockSettings:
+    resonate: ResonateSettings
+    signing_key: bytes
+    log_format: LogFormat = "json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> UnblockSettings:
+        r = _Reader("unblock", os.environ if env is None else env)
+        return cls(
+            resonate=_resonate(r),
+            signing_key=r.signing_key("HITL_SIGNING_KEY"),
+            log_format=r.log_format(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str
+    port: int = 587
+    security: SmtpSecurity = "starttls"
+    username: str | None = None
+    password: str | None = None
+    sender: str = "hitl@localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    resonate: ResonateSettings
+    signing_key: bytes
+    #: Public base URL of the ``unblock`` function; emailed links point here.
+    unblock_url: str
+    smtp: SmtpSettings
+    #: Health-check port (Cloud Run sets ``PORT``).
+    port: int = 8080
+    #: Task lease; the SDK heartbeats at half of it.
+    task_ttl: timedelta = timedelta(seconds=60)
+    #: Longest life of one SSE poll connection before it is reopened.
+    sse_timeout: float = 240.0
+    log_format: LogFormat = "json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        r = _Reader("worker", os.environ if env is None else env)
+        security = r.choice("SMTP_SECURITY", "starttls", ("starttls", "tls", "none"))
+        smtp = SmtpSettings(
+            host=r.require("SMTP_HOST"),
+            port=_port(r, "SMTP_PORT", 465 if security == "tls" else 587),
+            security=security,
+            username=r.get("SMTP_USERNAME"),
+            password=r.get("SMTP_PASSWORD"),
+            sender=r.get("SMTP_FROM", "hitl@localhost") or "hitl@localhost",
+        )
+        if (smtp.username is None) != (smtp.password is None):
+            raise ConfigError("SMTP_PASSWORD", "SMTP_USERNAME and SMTP_PASSWORD go together")
+        return cls(
+            resonate=_resonate(r),
+            signing_key=r.signing_key("HITL_SIGNING_KEY"),
+            unblock_url=r.url("HITL_UNBLOCK_URL"),
+            smtp=smtp,
+            port=_port(r, "PORT", 8080),
+            task_ttl=timedelta(seconds=r.number("HITL_TASK_TTL", 60.0, minimum=1.0)),
+            sse_timeout=r.number("HITL_SSE_TIMEOUT", 240.0, minimum=0.0),
+            log_format=r.log_format(),
+        )
+
+
+def _resonate(r: _Reader) -> ResonateSettings:
+    group = "worker"
+    if r.declares("HITL_WORKER_GROUP"):
+        group = r.get("HITL_WORKER_GROUP", "worker") or "worker"
+        if not group.isascii() or group != group.lower() or "/" in group or "@" in group:
+            # The server lowercases the host part of poll:// addresses.
+            raise ConfigError("HITL_WORKER_GROUP", f"must be lowercase ASCII, got {group!r}")
+    timeout = 5.0
+    if r.declares("HITL_SERVER_TIMEOUT"):
+        timeout = r.number("HITL_SERVER_TIMEOUT", 5.0)
+    return ResonateSettings(
+        url=r.url("RESONATE_URL"),
+        token=r.get("RESONATE_TOKEN"),
+        group=group,
+        timeout=timeout,
+    )
+
+
+def _port(r: _Reader, var: str, default: int) -> int:
+    raw = r.get(var)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(var, f"must be a TCP port, got {raw!r}")
+    return int(raw)

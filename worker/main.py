@@ -1,0 +1,106 @@
+"""The worker: long-polls the Resonate server for group ``worker`` and runs approvals.
+
+    python -m worker.main
+
+Configured only from the environment (see README). A missing or malformed
+variable stops it at once with exit code 2: with no server URL the SDK would
+quietly run everything in-process, which must never happen.
+
+It answers ``GET /health`` (alive) and ``GET /ready`` (listening to the
+server) on ``$PORT`` for Cloud Run. On SIGTERM it stops taking work, lets the
+executions in flight finish (up to ``DRAIN_SECONDS``), then disconnects: the
+SDK's own ``stop()`` cuts the network first, which would lose the result of
+a step in flight and leave its lease hanging until it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+from resonate.resonate import Resonate
+
+from hitl import approval, logs
+from hitl.client import PollSource, polling
+from hitl.notifier import Notifier
+from hitl.settings import ConfigError, WorkerSettings
+
+logger = logging.getLogger("hitl.worker")
+
+#: Cloud Run gives a container 10 s between SIGTERM and SIGKILL.
+DRAIN_SECONDS = 8.0
+
+
+def build(settings: WorkerSettings) -> Resonate:
+    """The worker's client with the approval workflow and its dependencies registered."""
+    resonate = polling(settings.resonate, ttl=settings.task_ttl, sse_timeout=settings.sse_timeout)
+    resonate.with_dependency(Notifier(settings.signing_key, settings.unblock_url, settings.smtp))
+    resonate.with_dependency(resonate.promises)
+    approval.register(resonate)
+    return resonate
+
+
+def _source(resonate: Resonate) -> PollSource:
+    return next(c for c in resonate._connections if isinstance(c, PollSource))  # noqa: SLF001
+
+
+async def _drain(resonate: Resonate, timeout: float) -> int:
+    """Wait for the executions in flight; return how many were still running at the timeout."""
+    running = resonate._runtime.bg_tasks  # noqa: SLF001 - the SDK exposes no public drain
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + timeout
+    while running and loop.time() < ends:
+        await asyncio.wait(set(running), timeout=ends - loop.time())
+    return len(running)
+
+
+async def serve(settings: WorkerSettings) -> None:
+    resonate = build(settings)
+    source = _source(resonate)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "connected": source.connected.is_set()})
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"connected": source.connected.is_set()}, status=200 if source.connected.is_set() else 503)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", settings.port).start()  # noqa: S104 - Cloud Run probes the container port
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    logger.info("worker started", extra={"fields": {"group": settings.resonate.group, "port": settings.port}})
+
+    await stop.wait()
+    logger.info("stopping: no new work; draining executions in flight")
+    await source.stop()
+    left = await _drain(resonate, DRAIN_SECONDS)
+    if left:
+        logger.warning("executions still running at shutdown; their leases will lapse", extra={"fields": {"count": left}})
+    await resonate.stop()
+    await runner.cleanup()
+    logger.info("worker stopped")
+
+
+def main() -> None:
+    try:
+        settings = WorkerSettings.from_env()
+    except ConfigError as exc:
+        print(f"worker: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logs.setup("worker", settings.log_format, secrets=logs.secrets_from_env(os.environ))
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
