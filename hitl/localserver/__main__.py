@@ -14,11 +14,11 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 
 from aiohttp import web
 
+from hitl import logs
 from hitl.localserver.app import LocalServer
 from hitl.localserver.auth import Auth
 from hitl.localserver.store import Store
@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stream-max-age", type=float, default=240.0, help="seconds before a poll stream is ended cleanly (default 240)")
     p.add_argument("--keepalive", type=float, default=15.0, help="seconds between keep-alive comments on idle streams (default 15)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
     return p.parse_args(argv)
 
 
@@ -54,7 +55,7 @@ async def serve(args: argparse.Namespace) -> None:
     port = runner.addresses[0][1]
     print(f"listening on http://{args.host}:{port}", flush=True)
     logging.getLogger("hitl.localserver").info(
-        "local Resonate server ready", extra={"port": port, "durable": bool(args.db)}
+        "local Resonate server ready", extra={"fields": {"port": port, "durable": bool(args.db)}}
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -66,7 +67,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup("localserver", args.log_format, level=args.log_level.upper())
     asyncio.run(serve(args))
 
 

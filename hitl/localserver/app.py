@@ -140,7 +140,7 @@ class LocalServer:
         except (ValueError, UnicodeDecodeError) as exc:
             status, out = 400, f"Invalid request envelope: {exc}"
         if status >= 500:
-            logger.error("request failed", extra={"kind": kind, "status": status})
+            logger.error("request failed", extra={"fields": {"kind": kind, "status": status}})
         response = {"kind": kind, "head": {"corrId": corr_id, "status": status, "version": PROTOCOL_VERSION}, "data": out}
         return web.json_response(response, status=status)
 

@@ -38,7 +38,7 @@ class Stream:
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            logger.warning("stream queue full, message dropped", extra={"group": self.group, "pid": self.pid})
+            logger.warning("stream queue full, message dropped", extra={"fields": {"group": self.group, "pid": self.pid}})
             return False
         return True
 
@@ -89,7 +89,7 @@ class Router:
         if parked is not None:
             for frame in parked.frames:
                 stream.put(frame)
-        logger.info("stream opened", extra={"group": stream.group, "pid": pid})
+        logger.info("stream opened", extra={"fields": {"group": stream.group, "pid": pid}})
         return stream
 
     def close(self, stream: Stream, *, by_server: bool) -> None:
@@ -110,13 +110,13 @@ class Router:
                 self._send_any(stream.group, None, frame)
         logger.info(
             "stream closed",
-            extra={"group": stream.group, "pid": stream.pid, "by": "server" if by_server else "client"},
+            extra={"fields": {"group": stream.group, "pid": stream.pid, "by": "server" if by_server else "client"}},
         )
 
     def deliver(self, address: str, frame: bytes) -> bool:
         parsed = parse_address(address)
         if parsed is None:
-            logger.warning("message for an address that is not poll:// dropped", extra={"address": address})
+            logger.warning("message for an address that is not poll:// dropped", extra={"fields": {"address": address}})
             return False
         cast, group, pid = parsed
         if cast == "uni":
@@ -147,7 +147,7 @@ class Router:
             return stream.put(frame)
         if self._park(group, pid, frame):
             return True
-        logger.debug("no stream for unicast message, dropped", extra={"group": group, "pid": pid})
+        logger.debug("no stream for unicast message, dropped", extra={"fields": {"group": group, "pid": pid}})
         return False
 
     def _send_any(self, group: str, pid: str | None, frame: bytes) -> bool:
@@ -160,5 +160,5 @@ class Router:
             return random.choice(pids[random.choice(list(pids))]).put(frame)
         if (pid is not None and self._park(group, pid, frame)) or self._park(group, None, frame):
             return True
-        logger.info("no stream in group, message dropped until the task retry", extra={"group": group})
+        logger.info("no stream in group, message dropped until the task retry", extra={"fields": {"group": group}})
         return False
