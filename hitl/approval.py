@@ -2,16 +2,19 @@
 
     approval(request)
       1. create the decision promise (an external promise anyone with its id can settle)
-      2. start ``approval_expiry`` detached: a durable timer that settles the
-         decision as ``expired`` at the deadline (first decision wins)
+      2. schedule ``approval_expiry`` as a run deferred to the deadline: it settles
+         the decision as ``expired`` then (first decision wins)
       3. email each approver once, as a durable step per approver
       4. wait on the decision promise (the worker holds nothing while it waits)
       5. return the decision
 
-Why a detached timer: a bare ``ctx.promise()`` carries no ``resonate:target``,
+Why a deferred run: a bare ``ctx.promise()`` carries no ``resonate:target``,
 and neither the real server nor any simulation times such a promise out in
-the background; only targeted promises (runs and ``ctx.sleep`` timers) fire
-by themselves. So the deadline is a sleep in its own run, whose wake settles
+the background; only targeted promises fire by themselves. A ``ctx.sleep``
+timer would fire, but the SDK re-delivers a pending timer's task to a worker
+every lease period until it is due (60 s by default: a steady load for every
+waiting request). A run created with ``resonate:delay`` (see :mod:`hitl.runs`)
+is held by the server, costing nothing, until the deadline; then it settles
 the decision promise like any approver would.
 
 Deadlines are absolute and fixed at start: the run's own timeout is the
@@ -22,15 +25,18 @@ day unless told otherwise, so every child here names its timeout.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from resonate.context import Context
+from resonate.ids import origin_of
 from resonate.promises import Promises
 from resonate.resonate import Resonate
 from resonate.retry import Exponential
 from resonate.types import Value
 
+from hitl import runs
 from hitl.clock import iso, now_ms
 from hitl.notifier import Notifier
 from hitl.request import ApprovalRequest
@@ -41,6 +47,13 @@ RUN_MARGIN = timedelta(days=1)
 
 WORKFLOW = "approval"
 EXPIRY = "approval_expiry"
+
+@dataclass(frozen=True)
+class Group:
+    """The worker group runs are created on (a dependency of the workflow's steps)."""
+
+    name: str
+
 
 #: Retries of an email step: 1 s doubling to 5 min, for about a day.
 EMAIL_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
@@ -76,7 +89,7 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     decision = ctx.options(timeout=remaining).promise()
     promise_id = await decision.id()
 
-    await ctx.options(timeout=remaining).detached(EXPIRY, promise_id, deadline_at)
+    await ctx.run(schedule_expiry, promise_id, deadline_at, ctx.info.timeout_at)
 
     sends = [
         ctx.options(retry_policy=EMAIL_RETRY).run(send_approval_email, req, promise_id, approver, deadline_at)
@@ -93,9 +106,21 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def approval_expiry(ctx: Context, promise_id: str, deadline_at: int) -> None:
-    """Sleep until the deadline, then settle the decision as expired (if nobody decided)."""
-    await ctx.sleep(timedelta(milliseconds=max(deadline_at - now_ms(), 0)))
+    """Runs at the deadline: settle the decision as expired (if nobody decided first)."""
     await ctx.run(settle_expired, promise_id, deadline_at)
+
+
+async def schedule_expiry(ctx: Context, promise_id: str, deadline_at: int, run_timeout_at: int) -> None:
+    await runs.create(
+        ctx.get_dependency(Promises),
+        f"{promise_id}.expiry",
+        EXPIRY,
+        (promise_id, deadline_at),
+        group=ctx.get_dependency(Group).name,
+        timeout_at=run_timeout_at,
+        parent=origin_of(promise_id),
+        not_before=deadline_at,
+    )
 
 
 async def send_approval_email(

@@ -12,14 +12,13 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from resonate.connections.sse import resolve_target
 from resonate.error import ServerError
 from resonate.ids import origin_of
 from resonate.resonate import Resonate
-from resonate.types import PromiseRecord, TaskData, Value
+from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
-from hitl import approval
+from hitl import approval, runs
 from hitl.clock import now_ms
 from hitl.request import ApprovalRequest
 
@@ -100,17 +99,13 @@ async def start(client: Resonate, group: str, req: ApprovalRequest, *, timeout: 
     id = req.workflow_id
     payload = req.to_json()
     record = await _bounded(
-        client.promises.create(
+        runs.create(
+            client.promises,
             id,
-            now_ms() + int(approval.run_timeout(req).total_seconds() * 1000),
-            Value(data=TaskData(func=approval.WORKFLOW, args=(payload,), kwargs={}, version=1)),
-            {
-                "resonate:origin": id,
-                "resonate:branch": id,
-                "resonate:parent": id,
-                "resonate:scope": "global",
-                "resonate:target": resolve_target(group),
-            },
+            approval.WORKFLOW,
+            (payload,),
+            group=group,
+            timeout_at=now_ms() + int(approval.run_timeout(req).total_seconds() * 1000),
         ),
         timeout,
     )

@@ -40,6 +40,7 @@ def build(settings: WorkerSettings) -> Resonate:
     resonate = polling(settings.resonate, ttl=settings.task_ttl, sse_timeout=settings.sse_timeout)
     resonate.with_dependency(Notifier(settings.signing_key, settings.unblock_url, settings.smtp))
     resonate.with_dependency(resonate.promises)
+    resonate.with_dependency(approval.Group(settings.resonate.group))
     approval.register(resonate)
     return resonate
 
