@@ -1,0 +1,170 @@
+# One service account per component, each with only what it uses. No
+# primitive roles. Secret access is granted per secret with authoritative
+# bindings, so exactly the listed accounts can read each one.
+
+resource "google_service_account" "server" {
+  account_id   = "${var.name_prefix}-server"
+  display_name = "hitl Resonate server"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "worker" {
+  account_id   = "${var.name_prefix}-worker"
+  display_name = "hitl worker"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "start" {
+  account_id   = "${var.name_prefix}-start"
+  display_name = "hitl start function"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "unblock" {
+  account_id   = "${var.name_prefix}-unblock"
+  display_name = "hitl unblock function"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "functions_build" {
+  account_id   = "${var.name_prefix}-fn-build"
+  display_name = "hitl functions build (Cloud Build)"
+  depends_on   = [google_project_service.apis]
+}
+
+# --- Project-level roles (those with no narrower resource to bind on) -------
+
+resource "google_project_iam_member" "server_cloudsql_client" {
+  project = var.project_id
+  role    = "roles/cloudsql.client"
+  member  = "serviceAccount:${google_service_account.server.email}"
+}
+
+resource "google_project_iam_member" "log_writer" {
+  # Runtimes log to stdout (Cloud Run forwards it); the role covers the
+  # google-cloud-logging client writing through the API, and build logs.
+  for_each = {
+    server          = google_service_account.server.email
+    worker          = google_service_account.worker.email
+    start           = google_service_account.start.email
+    unblock         = google_service_account.unblock.email
+    functions_build = google_service_account.functions_build.email
+  }
+
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${each.value}"
+}
+
+# The functions build reads the source Cloud Functions copies into its own
+# gcf-v2-sources-* bucket (not managed here), hence a conditional grant.
+resource "google_project_iam_member" "functions_build_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.functions_build.email}"
+
+  condition {
+    title       = "function-sources-only"
+    description = "Only the Cloud Functions source buckets and this stack's bundle bucket"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.functions_source.name}\")"
+  }
+}
+
+resource "google_artifact_registry_repository_iam_member" "functions_build_writer" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.functions_build.email}"
+}
+
+# --- Secrets: exactly the readers -------------------------------------------
+
+resource "google_secret_manager_secret_iam_binding" "db_url" {
+  secret_id = google_secret_manager_secret.db_url.id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.server.email}"]
+}
+
+resource "google_secret_manager_secret_iam_binding" "jwt_public_key" {
+  secret_id = google_secret_manager_secret.jwt_public_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.server.email}"]
+}
+
+resource "google_secret_manager_secret_iam_binding" "signing_key" {
+  secret_id = google_secret_manager_secret.signing_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  members = [
+    "serviceAccount:${google_service_account.unblock.email}",
+    "serviceAccount:${google_service_account.worker.email}",
+  ]
+}
+
+resource "google_secret_manager_secret_iam_binding" "webhook" {
+  count = local.start_webhook ? 1 : 0
+
+  secret_id = google_secret_manager_secret.webhook[0].id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.start.email}"]
+}
+
+resource "google_secret_manager_secret_iam_binding" "resonate_token_start" {
+  secret_id = data.google_secret_manager_secret.resonate_token_start.id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.start.email}"]
+}
+
+resource "google_secret_manager_secret_iam_binding" "resonate_token_unblock" {
+  secret_id = data.google_secret_manager_secret.resonate_token_unblock.id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.unblock.email}"]
+}
+
+resource "google_secret_manager_secret_iam_binding" "resonate_token_worker" {
+  secret_id = data.google_secret_manager_secret.resonate_token_worker.id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.worker.email}"]
+}
+
+resource "google_secret_manager_secret_iam_binding" "smtp_password" {
+  secret_id = data.google_secret_manager_secret.smtp_password.id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.worker.email}"]
+}
+
+# --- Who may call what --------------------------------------------------------
+
+# The Resonate server is public at the network level: the worker, the
+# functions and the e2e tests reach it over HTTPS. Every request must carry a
+# JWT signed by the operator's key (RESONATE_AUTH__PUBLICKEY); Cloud Run IAM
+# cannot front it because the SDK's bearer token is that JWT.
+resource "google_cloud_run_v2_service_iam_binding" "server_invoker" {
+  project  = var.project_id
+  location = google_cloud_run_v2_service.server.location
+  name     = google_cloud_run_v2_service.server.name
+  role     = "roles/run.invoker"
+  members  = ["allUsers"]
+}
+
+# unblock serves the approval page to people following an emailed link: public;
+# every request must carry a link token signed with HITL_SIGNING_KEY.
+resource "google_cloud_run_v2_service_iam_binding" "unblock_invoker" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.unblock.location
+  name     = google_cloudfunctions2_function.unblock.service_config[0].service
+  role     = "roles/run.invoker"
+  members  = ["allUsers"]
+}
+
+# start: only the listed principals (start_auth = "iam"), or public with every
+# POST signed with the webhook secret (start_auth = "webhook").
+resource "google_cloud_run_v2_service_iam_binding" "start_invoker" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.start.location
+  name     = google_cloudfunctions2_function.start.service_config[0].service
+  role     = "roles/run.invoker"
+  members  = local.start_webhook ? ["allUsers"] : var.start_invokers
+}
+
+# The worker has no invoker at all: ingress is internal and nothing calls it.

@@ -1,0 +1,51 @@
+# Names and URLs only: no output carries a secret value.
+
+output "start_url" {
+  description = "URL of the start function (HITL_START_URL for the e2e tests; callers POST approval requests here)."
+  value       = google_cloudfunctions2_function.start.url
+}
+
+output "unblock_url" {
+  description = "URL of the unblock function (HITL_UNBLOCK_URL; the emailed links point here)."
+  value       = google_cloudfunctions2_function.unblock.url
+}
+
+output "resonate_url" {
+  description = "Public URL of the Resonate server (RESONATE_URL)."
+  value       = google_cloud_run_v2_service.server.uri
+}
+
+output "server_service" {
+  description = "Cloud Run service name of the Resonate server (for gcloud and log filters)."
+  value       = google_cloud_run_v2_service.server.name
+}
+
+output "worker_service" {
+  description = "Cloud Run service name of the worker (for gcloud and log filters)."
+  value       = google_cloud_run_v2_service.worker.name
+}
+
+output "start_service" {
+  description = "Cloud Run service behind the start function (for log filters)."
+  value       = google_cloudfunctions2_function.start.service_config[0].service
+}
+
+output "unblock_service" {
+  description = "Cloud Run service behind the unblock function (for log filters)."
+  value       = google_cloudfunctions2_function.unblock.service_config[0].service
+}
+
+output "worker_image" {
+  description = "Worker image deployed."
+  value       = local.worker_image
+}
+
+output "database_instance" {
+  description = "Cloud SQL connection name of the Resonate database."
+  value       = google_sql_database_instance.resonate.connection_name
+}
+
+output "webhook_secret_name" {
+  description = "Secret Manager secret holding the start webhook secret (null unless start_auth = \"webhook\"). Read it with gcloud; the value is never an output."
+  value       = local.start_webhook ? google_secret_manager_secret.webhook[0].secret_id : null
+}

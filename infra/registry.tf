@@ -1,0 +1,111 @@
+# Artifact Registry: the worker image (pushed by Cloud Build, tagged with the
+# commit SHA) and the images Cloud Functions builds from the functions bundle.
+
+resource "google_artifact_registry_repository" "worker" {
+  #checkov:skip=CKV_GCP_84:Google-managed encryption is enough for images built from this public source; a CMEK adds a KMS key to manage and pay for.
+  repository_id = var.artifact_repository
+  location      = var.region
+  format        = "DOCKER"
+  description   = "hitl worker images, tagged with the commit SHA"
+  labels        = { component = "worker" }
+
+  docker_config {
+    # A tag names one build forever: Terraform deploys by tag.
+    immutable_tags = true
+  }
+
+  cleanup_policy_dry_run = false
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+
+    condition {
+      older_than = "2592000s" # 30 days, except the 10 most recent
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_artifact_registry_repository" "functions" {
+  #checkov:skip=CKV_GCP_84:Google-managed encryption is enough for images built from this public source; a CMEK adds a KMS key to manage and pay for.
+  repository_id = "${var.artifact_repository}-functions"
+  location      = var.region
+  format        = "DOCKER"
+  description   = "Images Cloud Functions builds for the hitl start and unblock functions"
+  labels        = { component = "functions" }
+
+  cleanup_policy_dry_run = false
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+
+    condition {
+      older_than = "2592000s"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# Function sources: one object per bundle content (the name carries its hash),
+# so a function is rebuilt exactly when the bundle changes.
+resource "google_storage_bucket" "functions_source" {
+  #checkov:skip=CKV_GCP_62:Access logs of a private bucket read only by Cloud Build are not worth a second bucket; Cloud Audit Logs record admin access.
+  name                        = "${var.project_id}-${var.name_prefix}-functions-src"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = !var.deletion_protection
+  labels                      = { component = "functions" }
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 90
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 3
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_object" "functions_bundle" {
+  name   = "functions-${filesha256(var.functions_bundle)}.zip"
+  bucket = google_storage_bucket.functions_source.name
+  source = var.functions_bundle
+}

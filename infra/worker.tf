@@ -1,0 +1,144 @@
+# The worker: runs the approval workflow's steps. It holds an SSE stream to
+# the server (so at least one instance, CPU always allocated), serves only
+# GET /health on $PORT, and takes no traffic from outside the project.
+
+locals {
+  # Cloud Run sets PORT from container_port; worker/main.py defaults to 8080 too.
+  worker_port        = 8080
+  worker_health_path = "/health"
+}
+
+resource "google_cloud_run_v2_service" "worker" {
+  name                = local.worker_name
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = var.deletion_protection
+  labels              = { component = "worker" }
+
+  template {
+    service_account       = google_service_account.worker.email
+    execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
+    labels                = { component = "worker" }
+
+    scaling {
+      min_instance_count = var.worker_min_instances
+      max_instance_count = var.worker_max_instances
+    }
+
+    containers {
+      name  = "worker"
+      image = local.worker_image
+
+      ports {
+        container_port = local.worker_port # becomes PORT
+      }
+
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "512Mi"
+        }
+        cpu_idle          = false
+        startup_cpu_boost = true
+      }
+
+      env {
+        name  = "RESONATE_URL"
+        value = google_cloud_run_v2_service.server.uri
+      }
+      env {
+        name = "RESONATE_TOKEN"
+        value_source {
+          secret_key_ref {
+            secret  = data.google_secret_manager_secret.resonate_token_worker.secret_id
+            version = "latest"
+          }
+        }
+      }
+      env {
+        name  = "HITL_WORKER_GROUP"
+        value = var.worker_group
+      }
+      env {
+        name = "HITL_SIGNING_KEY"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.signing_key.secret_id
+            version = google_secret_manager_secret_version.signing_key.version
+          }
+        }
+      }
+      env {
+        name  = "HITL_UNBLOCK_URL"
+        value = google_cloudfunctions2_function.unblock.url
+      }
+      env {
+        name  = "HITL_TASK_TTL"
+        value = tostring(var.worker_task_ttl)
+      }
+      env {
+        name  = "HITL_SSE_TIMEOUT"
+        value = tostring(var.worker_sse_timeout)
+      }
+      env {
+        name  = "HITL_LOG_FORMAT"
+        value = var.log_format
+      }
+      env {
+        name  = "SMTP_HOST"
+        value = var.smtp_host
+      }
+      env {
+        name  = "SMTP_PORT"
+        value = tostring(var.smtp_port)
+      }
+      env {
+        name  = "SMTP_SECURITY"
+        value = var.smtp_security
+      }
+      env {
+        name  = "SMTP_USERNAME"
+        value = var.smtp_username
+      }
+      env {
+        name = "SMTP_PASSWORD"
+        value_source {
+          secret_key_ref {
+            secret  = data.google_secret_manager_secret.smtp_password.secret_id
+            version = "latest"
+          }
+        }
+      }
+      env {
+        name  = "SMTP_FROM"
+        value = var.smtp_from
+      }
+
+      startup_probe {
+        http_get {
+          path = local.worker_health_path
+          port = local.worker_port
+        }
+        period_seconds    = 5
+        timeout_seconds   = 3
+        failure_threshold = 12
+      }
+
+      liveness_probe {
+        http_get {
+          path = local.worker_health_path
+          port = local.worker_port
+        }
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
+      }
+    }
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_binding.resonate_token_worker,
+    google_secret_manager_secret_iam_binding.signing_key,
+    google_secret_manager_secret_iam_binding.smtp_password,
+  ]
+}

@@ -1,0 +1,259 @@
+"""Read infra/*.tf (python-hcl2), cloudbuild.yaml and worker/Dockerfile into plain Python.
+
+python-hcl2 8 keeps string literals quoted (``'"worker"'``), wraps expressions
+as ``"${...}"`` and marks blocks with ``__is_block__``; 7 did not quote. The
+helpers below normalise both to: literals without quotes, expressions kept as
+``${...}``, blocks as lists of dicts, no ``__*__`` keys.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+
+#: Which Terraform resource runs each component.
+COMPONENT_RESOURCES = {
+    "server": "google_cloud_run_v2_service.server",
+    "worker": "google_cloud_run_v2_service.worker",
+    "start": "google_cloudfunctions2_function.start",
+    "unblock": "google_cloudfunctions2_function.unblock",
+}
+
+
+def unquote(value: Any) -> Any:
+    if isinstance(value, str):
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            return value[1:-1]
+        return value
+    if isinstance(value, list):
+        return [unquote(v) for v in value]
+    if isinstance(value, dict):
+        return {unquote(k): unquote(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("__"))}
+    return value
+
+
+def expr(value: Any) -> str:
+    """The expression inside ``${...}`` (or the literal itself)."""
+    assert isinstance(value, str), value
+    m = re.fullmatch(r"\$\{(.*)\}", value, re.S)
+    return m.group(1) if m else value
+
+
+def hcl_string(literal: str) -> str:
+    """Decode an HCL string literal's escapes (the subset JSON shares: \\\\ \\" \\n)."""
+    return json.loads(f'"{literal}"')
+
+
+_ADDRESS = re.compile(r"(data\.)?(google_[a-z0-9_]+|random_[a-z_]+)\.([a-z0-9_]+)")
+
+
+def address(value: str) -> str:
+    """``${data.google_x.y[0].secret_id}`` -> ``data.google_x.y``."""
+    m = _ADDRESS.search(value)
+    assert m, f"no resource address in {value!r}"
+    return f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
+
+
+@dataclass
+class Terraform:
+    resources: dict[str, dict[str, Any]]
+    data: dict[str, dict[str, Any]]
+    variables: dict[str, dict[str, Any]]
+    outputs: dict[str, dict[str, Any]]
+    locals: dict[str, Any]
+    terraform: list[dict[str, Any]]
+    text: dict[str, str]
+
+    def block(self, addr: str) -> dict[str, Any]:
+        if addr.startswith("data."):
+            return self.data[addr[5:]]
+        return self.resources[addr]
+
+    def exists(self, addr: str) -> bool:
+        return (addr[5:] in self.data) if addr.startswith("data.") else (addr in self.resources)
+
+    def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.resources.items() if k.split(".")[0] == type_}
+
+    def local(self, name: str) -> Any:
+        return self.locals[name]
+
+    def resolve(self, value: Any) -> Any:
+        """Follow ``local.x`` / ``tostring(local.x)`` to a literal where there is one."""
+        if isinstance(value, str):
+            m = re.fullmatch(r"\$\{(?:tostring\()?local\.([a-z0-9_]+)\)?\}", value)
+            if m:
+                return self.resolve(self.locals[m.group(1)])
+        return value
+
+
+@functools.cache
+def terraform() -> Terraform:
+    resources: dict[str, dict[str, Any]] = {}
+    data: dict[str, dict[str, Any]] = {}
+    variables: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, dict[str, Any]] = {}
+    locals_: dict[str, Any] = {}
+    tf_blocks: list[dict[str, Any]] = []
+    text: dict[str, str] = {}
+    for path in sorted(INFRA.glob("*.tf")):
+        text[path.name] = path.read_text()
+        doc = unquote(hcl2.loads(text[path.name]))
+        for entry in doc.get("resource", []):
+            for type_, named in entry.items():
+                for name, body in named.items():
+                    resources[f"{type_}.{name}"] = body
+        for entry in doc.get("data", []):
+            for type_, named in entry.items():
+                for name, body in named.items():
+                    data[f"{type_}.{name}"] = body
+        for entry in doc.get("variable", []):
+            variables.update(entry)
+        for entry in doc.get("output", []):
+            outputs.update(entry)
+        for entry in doc.get("locals", []):
+            locals_.update(entry)
+        tf_blocks.extend(doc.get("terraform", []))
+    return Terraform(resources, data, variables, outputs, locals_, tf_blocks, text)
+
+
+@dataclass(frozen=True)
+class Env:
+    name: str
+    value: str | None = None  # plain value (expression or literal)
+    secret: str | None = None  # address of the secret it comes from
+    conditional: bool = False  # inside a dynamic block
+
+
+def component_env(tf: Terraform, component: str) -> dict[str, Env]:
+    body = tf.block(COMPONENT_RESOURCES[component])
+    out: dict[str, Env] = {}
+    if COMPONENT_RESOURCES[component].startswith("google_cloud_run_v2_service."):
+        (container,) = body["template"][0]["containers"]
+        for env in container.get("env", []):
+            ref = None
+            if "value_source" in env:
+                ref = address(env["value_source"][0]["secret_key_ref"][0]["secret"])
+            assert env["name"] not in out, f"{component}: {env['name']} set twice"
+            out[env["name"]] = Env(env["name"], env.get("value"), ref)
+        return out
+    service = body["service_config"][0]
+    for name, value in service.get("environment_variables", {}).items():
+        out[name] = Env(name, value)
+    for sev in service.get("secret_environment_variables", []):
+        assert sev["key"] not in out, f"{component}: {sev['key']} set twice"
+        out[sev["key"]] = Env(sev["key"], None, address(sev["secret"]))
+    for dyn in service.get("dynamic", []):
+        for block_name, spec in dyn.items():
+            assert block_name == "secret_environment_variables", block_name
+            for content in spec["content"]:
+                out[content["key"]] = Env(content["key"], None, address(content["secret"]), conditional=True)
+    return out
+
+
+def component_secrets(tf: Terraform, component: str) -> set[str]:
+    """Addresses of every secret a component reads (env and mounted files)."""
+    refs = {e.secret for e in component_env(tf, component).values() if e.secret}
+    body = tf.block(COMPONENT_RESOURCES[component])
+    if "template" in body:
+        for volume in body["template"][0].get("volumes", []):
+            for secret in volume.get("secret", []):
+                refs.add(address(secret["secret"]))
+    return refs
+
+
+def component_service_account(tf: Terraform, component: str) -> str:
+    body = tf.block(COMPONENT_RESOURCES[component])
+    if "template" in body:
+        sa = body["template"][0]["service_account"]
+    else:
+        sa = body["service_config"][0]["service_account_email"]
+    return address(sa)
+
+
+def members_service_accounts(members: list[str]) -> set[str]:
+    out = set()
+    for m in members:
+        found = re.findall(r"google_service_account\.([a-z0-9_]+)\.email", m)
+        assert found, f"member {m!r} is not one of this config's service accounts"
+        out.update(f"google_service_account.{f}" for f in found)
+    return out
+
+
+# --- cloudbuild.yaml -------------------------------------------------------------------
+
+
+@functools.cache
+def cloudbuild() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+
+
+def step_commands(step: dict[str, Any]) -> list[list[str]]:
+    """A step's commands as argv lists (a bash/sh -c script is split per line)."""
+    args = [str(a) for a in step.get("args", [])]
+    entry = step.get("entrypoint")
+    if entry in ("bash", "sh") and args[:1] in (["-c"], ["-ec"]):
+        commands = []
+        for line in args[1].splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                try:
+                    commands.append(shlex.split(line))
+                except ValueError:
+                    commands.append(line.split())
+        return commands
+    name = step["name"]
+    for sub, value in cloudbuild().get("substitutions", {}).items():
+        name = name.replace("${" + sub + "}", str(value))
+    program = entry or name.rsplit("/", 1)[-1].split(":")[0]
+    return [[program, *args]]
+
+
+# --- worker/Dockerfile -----------------------------------------------------------------
+
+
+@dataclass
+class Instruction:
+    op: str
+    arg: str
+
+
+def dockerfile(path: Path = ROOT / "worker" / "Dockerfile") -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped."""
+    out: list[Instruction] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        op, _, arg = full.partition(" ")
+        out.append(Instruction(op.upper(), arg.strip()))
+    return out
+
+
+def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
+    result: list[list[Instruction]] = []
+    for ins in instructions:
+        if ins.op == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(ins)
+    return result

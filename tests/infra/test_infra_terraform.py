@@ -1,0 +1,364 @@
+"""The Terraform in infra/ against the code's contract: env vars, secrets, IAM, ports, probes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hitl.settings import ENV_VARS, SECRET_VARS, WorkerSettings
+from infra_helpers import (
+    COMPONENT_RESOURCES,
+    ROOT,
+    Terraform,
+    address,
+    component_env,
+    component_secrets,
+    component_service_account,
+    expr,
+    hcl_string,
+    members_service_accounts,
+)
+
+APP_PREFIXES = ("HITL_", "RESONATE_", "SMTP_")
+#: Set by Cloud Run itself (from the container port); it rejects a PORT env entry.
+PLATFORM_VARS = {"worker": {"PORT"}}
+
+
+# --- environment ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("component", ["start", "unblock", "worker"])
+def test_each_component_gets_exactly_the_env_vars_it_reads(tf: Terraform, component: str) -> None:
+    env = component_env(tf, component)
+    expected = set(ENV_VARS[component]) - PLATFORM_VARS.get(component, set())
+    assert set(env) >= expected, f"{component} misses {sorted(expected - set(env))}"
+    extra = set(env) - expected
+    assert not extra, f"{component} gets variables it does not read: {sorted(extra)}"
+    assert not [n for n in extra if n.startswith(APP_PREFIXES)]
+
+
+@pytest.mark.parametrize("component", ["start", "unblock", "worker"])
+def test_secret_vars_come_from_secret_manager_and_nothing_else_does(tf: Terraform, component: str) -> None:
+    for name, env in component_env(tf, component).items():
+        if name in SECRET_VARS:
+            assert env.secret and env.value is None, f"{component}: {name} must come from Secret Manager"
+        else:
+            assert env.secret is None, f"{component}: {name} is not a secret"
+
+
+def test_webhook_secret_is_set_only_in_webhook_mode(tf: Terraform) -> None:
+    env = component_env(tf, "start")["HITL_WEBHOOK_SECRET"]
+    assert env.conditional
+    body = tf.block(COMPONENT_RESOURCES["start"])["service_config"][0]
+    (dyn,) = body["dynamic"]
+    assert "local.start_webhook" in dyn["secret_environment_variables"]["for_each"]
+    assert expr(tf.local("start_webhook")) == 'var.start_auth == "webhook"'
+
+
+def test_worker_port_is_platform_port_matching_code_and_dockerfile(tf: Terraform) -> None:
+    worker = tf.block(COMPONENT_RESOURCES["worker"])
+    (container,) = worker["template"][0]["containers"]
+    port = tf.resolve(container["ports"][0]["container_port"])
+    default = WorkerSettings.__dataclass_fields__["port"].default
+    assert "PORT" in ENV_VARS["worker"]
+    assert port == default == 8080
+    exposed = re.findall(r"^EXPOSE\s+(\d+)", (ROOT / "worker" / "Dockerfile").read_text(), re.M)
+    assert exposed == [str(port)]
+
+
+def test_worker_probes_hit_health_on_its_port(tf: Terraform) -> None:
+    worker = tf.block(COMPONENT_RESOURCES["worker"])
+    (container,) = worker["template"][0]["containers"]
+    port = tf.resolve(container["ports"][0]["container_port"])
+    for probe in ("startup_probe", "liveness_probe"):
+        get = container[probe][0]["http_get"][0]
+        assert tf.resolve(get["path"]) == "/health"
+        assert tf.resolve(get["port"]) == port
+    main = ROOT / "worker" / "main.py"
+    if not main.exists():
+        pytest.xfail("worker/main.py lands with the worker work")
+    assert re.search(r"""["']/health["']""", main.read_text()), "worker/main.py serves no /health route"
+
+
+def test_worker_runs_always_internal_with_cpu(tf: Terraform) -> None:
+    worker = tf.block(COMPONENT_RESOURCES["worker"])
+    assert worker["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    template = worker["template"][0]
+    assert expr(template["scaling"][0]["min_instance_count"]) == "var.worker_min_instances"
+    assert tf.variables["worker_min_instances"]["default"] >= 1
+    assert ">= 1" in tf.variables["worker_min_instances"]["validation"][0]["condition"]
+    assert template["containers"][0]["resources"][0]["cpu_idle"] is False
+    assert address(template["service_account"]) == "google_service_account.worker"
+
+
+def test_worker_image_is_the_registry_path_with_the_tag_variable(tf: Terraform) -> None:
+    (container,) = tf.block(COMPONENT_RESOURCES["worker"])["template"][0]["containers"]
+    assert expr(container["image"]) == "local.worker_image"
+    assert tf.local("worker_image") == (
+        "${var.region}-docker.pkg.dev/${var.project_id}/"
+        "${google_artifact_registry_repository.worker.repository_id}/worker:${var.worker_image_tag}"
+    )
+    repo = tf.resources["google_artifact_registry_repository.worker"]
+    assert expr(repo["repository_id"]) == "var.artifact_repository"
+    assert repo["docker_config"][0]["immutable_tags"] is True
+
+
+# --- Resonate server ----------------------------------------------------------------------
+
+
+def test_server_runs_one_always_on_instance_with_long_requests(tf: Terraform) -> None:
+    server = tf.block(COMPONENT_RESOURCES["server"])
+    template = server["template"][0]
+    scaling = template["scaling"][0]
+    assert scaling["min_instance_count"] == scaling["max_instance_count"] == 1
+    assert template["timeout"] == "3600s"
+    (container,) = template["containers"]
+    assert container["resources"][0]["cpu_idle"] is False
+    assert container["args"] == ["serve"]
+    assert expr(container["image"]) == "var.resonate_image"
+
+
+def test_server_env_ports_and_probes(tf: Terraform) -> None:
+    server = tf.block(COMPONENT_RESOURCES["server"])
+    (container,) = server["template"][0]["containers"]
+    env = component_env(tf, "server")
+    port = tf.resolve(container["ports"][0]["container_port"])
+    assert port == 8001
+    assert str(tf.resolve(env["RESONATE_SERVER__PORT"].value)) == "8001"
+    assert "PORT" not in env
+    assert env["RESONATE_SERVER__BIND"].value == "0.0.0.0"
+    assert env["RESONATE_STORAGE__TYPE"].value == "postgres"
+    assert env["RESONATE_STORAGE__POSTGRES__URL"].secret == "google_secret_manager_secret.db_url"
+    assert "RESONATE_STORAGE__POSTGRES__POOL_SIZE" in env
+    assert env["RESONATE_OBSERVABILITY__METRICS_PORT"].value == "9090"
+    assert expr(env["RESONATE_SERVER__URL"].value) == "local.server_url"
+    assert ".run.app" in tf.local("server_url")
+    startup = container["startup_probe"][0]["http_get"][0]
+    liveness = container["liveness_probe"][0]["http_get"][0]
+    assert (startup["path"], tf.resolve(startup["port"])) == ("/ready", 8001)
+    assert (liveness["path"], tf.resolve(liveness["port"])) == ("/health", 8001)
+
+
+def test_server_public_key_is_a_mounted_file(tf: Terraform) -> None:
+    server = tf.block(COMPONENT_RESOURCES["server"])
+    template = server["template"][0]
+    (container,) = template["containers"]
+    env = component_env(tf, "server")
+    path = tf.resolve(env["RESONATE_AUTH__PUBLICKEY"].value)
+    path = path.replace("${local.server_auth_dir}", tf.local("server_auth_dir"))
+    volumes = {v["name"]: v for v in template["volumes"]}
+    mounts = {m["name"]: tf.resolve(m["mount_path"]) for m in container["volume_mounts"]}
+    (secret,) = volumes["auth"]["secret"]
+    assert address(secret["secret"]) == "google_secret_manager_secret.jwt_public_key"
+    assert path == f"{mounts['auth']}/{secret['items'][0]['path']}"
+    assert mounts["cloudsql"] == "/cloudsql"
+    assert "google_sql_database_instance.resonate.connection_name" in volumes["cloudsql"]["cloud_sql_instance"][0]["instances"][0]
+
+
+def test_database_url_uses_the_cloudsql_socket(tf: Terraform) -> None:
+    version = tf.resources["google_secret_manager_secret_version.db_url"]
+    data = version["secret_data"]
+    assert "postgres://%s:%s@%s/%s" in data
+    assert 'urlencode("/cloudsql/${google_sql_database_instance.resonate.connection_name}")' in data
+
+
+# --- functions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["start", "unblock"])
+def test_functions_build_python312_from_the_bundle(tf: Terraform, name: str) -> None:
+    body = tf.block(COMPONENT_RESOURCES[name])
+    build = body["build_config"][0]
+    assert build["runtime"] == "python312"
+    assert build["entry_point"] == name
+    source = build["source"][0]["storage_source"][0]
+    assert address(source["object"]) == "google_storage_bucket_object.functions_bundle"
+    obj = tf.resources["google_storage_bucket_object.functions_bundle"]
+    assert "filesha256(var.functions_bundle)" in obj["name"], "object name must follow the bundle's content"
+    assert expr(obj["source"]) == "var.functions_bundle"
+    assert address(build["service_account"]) == "google_service_account.functions_build"
+
+
+def test_unblock_is_public_and_start_is_chosen_by_variable(tf: Terraform) -> None:
+    bindings = tf.of_type("google_cloud_run_v2_service_iam_binding")
+    unblock = bindings["google_cloud_run_v2_service_iam_binding.unblock_invoker"]
+    assert unblock["members"] == ["allUsers"]
+    assert "google_cloudfunctions2_function.unblock" in unblock["name"]
+    start = bindings["google_cloud_run_v2_service_iam_binding.start_invoker"]
+    assert "google_cloudfunctions2_function.start" in start["name"]
+    assert expr(start["members"]) == 'local.start_webhook ? ["allUsers"] : var.start_invokers'
+    assert "allUsers" not in str(tf.variables["start_invokers"].get("default"))
+    for b in (unblock, start):
+        assert b["role"] == "roles/run.invoker"
+    worker_bindings = [k for k, b in bindings.items() if "worker" in str(b.get("name"))]
+    assert not worker_bindings, "nothing may invoke the worker"
+
+
+# --- secrets and IAM --------------------------------------------------------------------------
+
+
+def test_every_secret_exists_and_is_readable_by_exactly_its_readers(tf: Terraform) -> None:
+    readers: dict[str, set[str]] = {}
+    for component in COMPONENT_RESOURCES:
+        sa = component_service_account(tf, component)
+        for secret in component_secrets(tf, component):
+            assert tf.exists(secret), f"{component} reads {secret}, which is not defined"
+            readers.setdefault(secret, set()).add(sa)
+
+    granted: dict[str, set[str]] = {}
+    for name, binding in tf.of_type("google_secret_manager_secret_iam_binding").items():
+        assert binding["role"] == "roles/secretmanager.secretAccessor", name
+        secret = address(binding["secret_id"])
+        assert secret not in granted, f"two bindings for {secret}"
+        granted[secret] = members_service_accounts(binding["members"])
+    assert granted == readers
+
+    assert not tf.of_type("google_secret_manager_secret_iam_member")
+    assert not tf.of_type("google_secret_manager_secret_iam_policy")
+    for name, member in tf.of_type("google_project_iam_member").items():
+        assert "secretmanager" not in member["role"], f"{name}: project-wide secret access"
+
+
+def test_one_service_account_per_component(tf: Terraform) -> None:
+    accounts = [component_service_account(tf, c) for c in COMPONENT_RESOURCES]
+    assert len(set(accounts)) == len(accounts)
+    for sa in accounts:
+        assert tf.exists(sa)
+
+
+def test_no_primitive_roles_anywhere(tf: Terraform) -> None:
+    for filename, text in tf.text.items():
+        assert not re.search(r"roles/(owner|editor|viewer)\b", text), filename
+    for name, body in tf.resources.items():
+        role = body.get("role")
+        if role is not None:
+            assert role.startswith("roles/") and role.split("/")[1] not in ("owner", "editor", "viewer"), name
+
+
+def test_no_secret_in_variable_defaults_or_outputs(tf: Terraform) -> None:
+    for name, var in tf.variables.items():
+        if re.search(r"password|secret|token|signing", name) and name != "resonate_jwt_public_key":
+            assert "default" not in var, f"variable {name} has a default"
+    for name, output in tf.outputs.items():
+        value = str(output["value"])
+        assert not re.search(r"random_password|secret_version|secret_data|\.result\b", value), name
+        assert output.get("sensitive") is not True, f"output {name} should not carry a secret at all"
+
+
+# --- variables, versions, APIs ------------------------------------------------------------------
+
+
+def test_every_variable_has_description_and_type(tf: Terraform) -> None:
+    assert tf.variables
+    for name, var in tf.variables.items():
+        assert var.get("description"), f"{name}: no description"
+        assert var.get("type"), f"{name}: no type"
+
+
+def _regexes(tf: Terraform, variable: str) -> list[tuple[bool, re.Pattern[str]]]:
+    """(negated, pattern) of every `can(regex("...", var.X))` validation of a variable."""
+    out = []
+    for v in tf.variables[variable].get("validation", []):
+        cond = expr(v["condition"])
+        m = re.fullmatch(r'(!?)can\(regex\("((?:[^"\\]|\\.)*)", var\.' + variable + r"\)\)", cond)
+        if m:
+            out.append((m.group(1) == "!", re.compile(hcl_string(m.group(2)))))
+    return out
+
+
+def _accepted(tf: Terraform, variable: str, value: str) -> bool:
+    checks = _regexes(tf, variable)
+    assert checks, f"{variable} has no regex validation"
+    return all(bool(p.search(value)) != negated for negated, p in checks)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "ok"),
+    [
+        ("region", "europe-west1", True),
+        ("region", "us-central1", True),
+        ("region", "northamerica-northeast2", True),
+        ("region", "europe-west1-b", False),
+        ("region", "Europe", False),
+        ("project_id", "my-project", True),
+        ("project_id", "My_Project", False),
+        ("resonate_image", "docker.io/resonatehqio/resonate:v0.9.9", True),
+        ("resonate_image", "ghcr.io/resonatehq/resonate:v0.10.0", True),
+        ("resonate_image", "resonatehqio/resonate@sha256:" + "a" * 64, True),
+        ("resonate_image", "resonatehqio/resonate:latest", False),
+        ("resonate_image", "resonatehqio/resonate", False),
+        ("resonate_image", "resonatehqio/resonate:v0.9.8", False),
+        ("resonate_image", "resonatehqio/resonate:v0.8.3", False),
+        ("worker_image_tag", "0123456789abcdef", True),
+        ("worker_image_tag", "has space", False),
+    ],
+)
+def test_validations(tf: Terraform, variable: str, value: str, ok: bool) -> None:
+    assert _accepted(tf, variable, value) is ok
+
+
+def test_moving_image_tags_are_refused(tf: Terraform) -> None:
+    conditions = " ".join(v["condition"] for v in tf.variables["worker_image_tag"]["validation"])
+    assert '!contains(["latest", "dev", "main"], var.worker_image_tag)' in conditions
+    assert "default" not in tf.variables["worker_image_tag"]
+
+
+def test_versions_and_backend(tf: Terraform) -> None:
+    (block,) = tf.terraform
+    assert block["required_version"].startswith(">=")
+    providers = block["required_providers"][0] if isinstance(block["required_providers"], list) else block["required_providers"]
+    google = providers["google"]
+    assert google["source"] == "hashicorp/google"
+    assert re.fullmatch(r"~> \d+\.\d+", google["version"])
+    (backend,) = block["backend"]
+    assert "gcs" in backend
+
+
+def test_apis_are_enabled_by_the_config(tf: Terraform) -> None:
+    apis = tf.local("apis")
+    for api in (
+        "run.googleapis.com",
+        "cloudfunctions.googleapis.com",
+        "cloudbuild.googleapis.com",
+        "artifactregistry.googleapis.com",
+        "secretmanager.googleapis.com",
+        "sqladmin.googleapis.com",
+        "iam.googleapis.com",
+    ):
+        assert api in apis
+    service = tf.resources["google_project_service.apis"]
+    assert expr(service["for_each"]) == "local.apis"
+    assert service["disable_on_destroy"] is False
+
+
+def test_layout_has_a_file_per_concern() -> None:
+    infra = ROOT / "infra"
+    for name in (
+        "versions.tf",
+        "variables.tf",
+        "outputs.tf",
+        "apis.tf",
+        "server.tf",
+        "database.tf",
+        "worker.tf",
+        "functions.tf",
+        "secrets.tf",
+        "iam.tf",
+        "registry.tf",
+        "terraform.tfvars.example",
+        "README.md",
+    ):
+        assert (infra / name).is_file(), name
+
+
+def test_tfvars_example_only_names_declared_variables(tf: Terraform) -> None:
+    text = (ROOT / "infra" / "terraform.tfvars.example").read_text()
+    names = re.findall(r"^#?\s*([a-z_]+)\s*=", text, re.M)
+    assert names
+    for name in names:
+        assert name in tf.variables, name
+    required = {n for n, v in tf.variables.items() if "default" not in v}
+    cloud_build_sets = {"worker_image_tag"}
+    for name in required - cloud_build_sets:
+        assert re.search(rf"^{name}\s*=", text, re.M), f"{name} is required but not in the example"
