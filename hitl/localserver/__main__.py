@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8001, help="port to bind; 0 picks a free one (default 8001)")
     p.add_argument("--db", type=Path, help="SQLite file for durable state; in memory when omitted")
-    p.add_argument("--auth-publickey", type=Path, help="PEM public key: require a JWT in head.auth (off when omitted)")
+    p.add_argument("--auth-publickey", help="PEM public key file (or 'none' for unsigned tokens): require a JWT in head.auth (off when omitted)")
     p.add_argument("--url", default="", help="this server's public URL, sent as head.serverUrl in execute messages")
     p.add_argument("--retry-ms", type=int, default=30_000, help="pending-task retry interval (default 30000)")
     p.add_argument("--stream-max-age", type=float, default=240.0, help="seconds before a poll stream is ended cleanly (default 240)")
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     server = LocalServer(
         store=Store(args.db) if args.db else None,
-        auth=Auth.from_file(args.auth_publickey) if args.auth_publickey else None,
+        auth=Auth.from_setting(args.auth_publickey) if args.auth_publickey else None,
         server_url=args.url,
         retry_ms=args.retry_ms,
         stream_max_age=args.stream_max_age,

@@ -129,6 +129,10 @@ class LocalServer:
                 token = head.get("auth")
                 claims = self._auth.authenticate(token if isinstance(token, str) else None)
                 self._auth.authorize(claims, kind, data)
+            if kind.startswith("ui."):
+                raise ProtocolError(404, "Not found")
+            if kind.startswith("debug."):
+                raise ProtocolError(403, "Debug operations are disabled")
             due_before = self.engine.next_due()
             status, out = self.engine.apply(kind, corr_id, data, self._clock())
             self._commit()
@@ -202,7 +206,7 @@ class LocalServer:
                 if frame is None:
                     by_server = True
                     break
-                await response.write(frame)
+                await response.write(frame[1])
         except (ConnectionResetError, asyncio.CancelledError):
             self.router.close(stream, by_server=False)
             raise
@@ -213,7 +217,7 @@ class LocalServer:
     # -- health ---------------------------------------------------------------------
 
     async def handle_health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        return web.Response()
 
     async def handle_ready(self, request: web.Request) -> web.Response:
         if self._store is not None and not self._store.ready():

@@ -349,9 +349,9 @@ class Engine:
             self._arm("p", id, timeout_at)
             t = Task(id, "pending", 0)
             self.tasks[id] = t
-            delay = tags.get("resonate:delay")
-            if delay is not None and now < int(delay):
-                self._set_retry(t, now, at=int(delay))
+            delay = rules.parse_i64(tags.get("resonate:delay", ""))
+            if delay is not None and now < delay:
+                self._set_retry(t, now, at=delay)
             else:
                 self._set_retry(t, now)
                 self._execute(t)
@@ -570,7 +570,7 @@ class Engine:
     def task_fence(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
         id = rules.non_empty(data, "id")
         rules.integer(data, "version")
-        kind, action = rules.action(data)
+        kind, action = rules.action(data, head=False)
         if kind == "promise.create":
             rules.promise_create(action)
         elif kind == "promise.settle":

@@ -27,34 +27,37 @@ logger = logging.getLogger("hitl.localserver")
 
 QUEUE_LIMIT = 1000
 
+#: A message on its way: the address it was sent to and its SSE frame.
+Delivery = tuple[str, bytes]
+
 
 @dataclass(eq=False)
 class Stream:
     group: str
     pid: str
-    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[Delivery | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
 
-    def put(self, frame: bytes) -> bool:
+    def put(self, delivery: Delivery) -> bool:
         try:
-            self.queue.put_nowait(frame)
+            self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
             logger.warning("stream queue full, message dropped", extra={"fields": {"group": self.group, "pid": self.pid}})
             return False
         return True
 
-    def drain(self) -> list[bytes]:
-        frames: list[bytes] = []
+    def drain(self) -> list[Delivery]:
+        backlog: list[Delivery] = []
         while not self.queue.empty():
-            frame = self.queue.get_nowait()
-            if frame is not None:
-                frames.append(frame)
-        return frames
+            delivery = self.queue.get_nowait()
+            if delivery is not None:
+                backlog.append(delivery)
+        return backlog
 
 
 @dataclass
 class _Parked:
     until: float
-    frames: list[bytes] = field(default_factory=list)
+    frames: list[Delivery] = field(default_factory=list)
 
 
 def parse_address(address: str) -> tuple[str, str, str | None] | None:
@@ -87,8 +90,8 @@ class Router:
         self._groups.setdefault(stream.group, {}).setdefault(pid, []).append(stream)
         parked = self._parked.pop((stream.group, pid), None)
         if parked is not None:
-            for frame in parked.frames:
-                stream.put(frame)
+            for delivery in parked.frames:
+                stream.put(delivery)
         logger.info("stream opened", extra={"fields": {"group": stream.group, "pid": pid}})
         return stream
 
@@ -105,9 +108,9 @@ class Router:
         backlog = stream.drain()
         if by_server and not same:
             self._parked[(stream.group, stream.pid)] = _Parked(self._clock() + self._grace, backlog)
-        else:
-            for frame in backlog:
-                self._send_any(stream.group, None, frame)
+        else:  # unicast messages die with their stream; anycast ones go to another member
+            for address, frame in backlog:
+                self.deliver(address, frame)
         logger.info(
             "stream closed",
             extra={"fields": {"group": stream.group, "pid": stream.pid, "by": "server" if by_server else "client"}},
@@ -120,14 +123,14 @@ class Router:
             return False
         cast, group, pid = parsed
         if cast == "uni":
-            return pid is not None and self._send_uni(group, pid, frame)
-        return self._send_any(group, pid, frame)
+            return pid is not None and self._send_uni(group, pid, (address, frame))
+        return self._send_any(group, pid, (address, frame))
 
     def _live(self, group: str, pid: str) -> Stream | None:
         streams = self._groups.get(group, {}).get(pid)
         return streams[-1] if streams else None
 
-    def _park(self, group: str, pid: str | None, frame: bytes) -> bool:
+    def _park(self, group: str, pid: str | None, frame: Delivery) -> bool:
         now = self._clock()
         for key in [k for k, p in self._parked.items() if p.until <= now]:
             del self._parked[key]
@@ -141,7 +144,7 @@ class Router:
                 return True
         return False
 
-    def _send_uni(self, group: str, pid: str, frame: bytes) -> bool:
+    def _send_uni(self, group: str, pid: str, frame: Delivery) -> bool:
         stream = self._live(group, pid)
         if stream is not None:
             return stream.put(frame)
@@ -150,7 +153,7 @@ class Router:
         logger.debug("no stream for unicast message, dropped", extra={"fields": {"group": group, "pid": pid}})
         return False
 
-    def _send_any(self, group: str, pid: str | None, frame: bytes) -> bool:
+    def _send_any(self, group: str, pid: str | None, frame: Delivery) -> bool:
         if pid is not None:
             stream = self._live(group, pid)
             if stream is not None:

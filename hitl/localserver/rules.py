@@ -108,12 +108,16 @@ def _extends(id: str, ancestor: str, sep: str) -> bool:
 
 def promise_create(data: dict[str, Any]) -> tuple[str, int, dict[str, Any], dict[str, str]]:
     """Validate ``PromiseCreateData``: ``(id, timeoutAt, param, tags)``."""
-    id = non_empty(data, "id")
+    id = string(data, "id")
+    timeout_at = data.get("timeoutAt")
+    if not isinstance(timeout_at, int) or isinstance(timeout_at, bool) or timeout_at > I64_MAX:
+        raise bad("Invalid request: missing or invalid field `timeoutAt`")
+    if not id:
+        raise bad("Promise ID is required")
+    if timeout_at < 0:
+        raise bad("TimeoutAt must be a non-negative integer")
     if "\0" in id:
         raise bad("Promise ID must not contain null bytes")
-    timeout_at = data.get("timeoutAt")
-    if not isinstance(timeout_at, int) or isinstance(timeout_at, bool) or not 0 <= timeout_at <= I64_MAX:
-        raise bad("TimeoutAt must be a non-negative integer")
     param = value_obj(data, "param")
     tags = tags_of(data)
     errors: list[str] = []
@@ -134,9 +138,10 @@ def promise_create(data: dict[str, Any]) -> tuple[str, int, dict[str, Any], dict
         errors.append("resonate:prefix must not contain '.'")
     delay = tags.get("resonate:delay")
     if delay is not None:
-        if not delay.isdigit() or int(delay) > I64_MAX:
+        at = parse_i64(delay)
+        if at is None or at < 0:
             errors.append("resonate:delay must be a non-negative integer")
-        elif int(delay) >= timeout_at:
+        elif at >= timeout_at:
             errors.append("resonate:delay must be less than timeoutAt")
         if "resonate:target" not in tags:
             errors.append("resonate:delay requires a resonate:target tag")
@@ -168,12 +173,23 @@ def callback(data: dict[str, Any]) -> tuple[str, str]:
     return awaited, awaiter
 
 
-def action(data: dict[str, Any], field: str = "action") -> tuple[str, dict[str, Any]]:
-    """A nested ``{kind, head, data}`` envelope: ``(kind, data)``."""
+def parse_i64(text: str) -> int | None:
+    """``text`` as Rust's ``i64::from_str`` reads it (optional sign, digits only), else ``None``."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    value = int(text)
+    return value if -I64_MAX - 1 <= value <= I64_MAX else None
+
+
+def action(data: dict[str, Any], field: str = "action", *, head: bool = True) -> tuple[str, dict[str, Any]]:
+    """A nested ``{kind, head, data}`` envelope: ``(kind, data)``; ``head`` is required unless told."""
     act = obj(data, field)
     kind = act.get("kind")
     if not isinstance(kind, str):
         raise bad(f"Invalid request: `{field}.kind` must be a string")
+    if head and not isinstance(act.get("head"), dict):
+        raise bad(f"Invalid request: missing field `{field}.head`")
     return kind, obj(act, "data")
 
 
