@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import time
 import uuid
+from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from hitl import tokens, webhook
+from hitl.notifier import link
 from hitl.smtpsink import links_in, read_inbox
 from hitl.stack import Stack, wait_until
 
@@ -32,12 +38,47 @@ def claims_of(token: str) -> list[Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-class Api:
-    def __init__(self, stack: Stack) -> None:
+@dataclass(frozen=True)
+class Target:
+    """Where the e2e tests send requests: the local stack, or a deployment."""
+
+    start_url: str
+    unblock_url: str
+    signing_key: str
+    #: The SMTP sink's folder; ``None`` for a deployment (links are then minted with the key).
+    inbox: Path | None = None
+    #: Extra headers for ``start`` (an identity token for a deployment in IAM mode).
+    headers: dict[str, str] = field(default_factory=dict)
+    webhook_secret: str | None = None
+
+    @classmethod
+    def local(cls, stack: Stack) -> Target:
         assert stack.start_fn is not None
-        self.stack = stack
-        self.start_url = stack.start_fn.url + "/"
-        self.unblock_url = stack.unblock_url
+        return cls(stack.start_fn.url + "/", stack.unblock_url, stack.signing_key, stack.inbox)
+
+    @classmethod
+    def deployed(cls, env: dict[str, str]) -> Target:
+        """From ``HITL_START_URL``, ``HITL_UNBLOCK_URL``, ``HITL_SIGNING_KEY`` (+ optional
+        ``HITL_START_BEARER`` identity token and ``HITL_WEBHOOK_SECRET``)."""
+        bearer = env.get("HITL_START_BEARER")
+        return cls(
+            env["HITL_START_URL"].rstrip("/") + "/",
+            env["HITL_UNBLOCK_URL"].rstrip("/") + "/",
+            env["HITL_SIGNING_KEY"],
+            headers={"Authorization": f"Bearer {bearer}"} if bearer else {},
+            webhook_secret=env.get("HITL_WEBHOOK_SECRET"),
+        )
+
+
+def deployed() -> Target | None:
+    return Target.deployed(dict(os.environ)) if os.environ.get("HITL_START_URL") else None
+
+
+class Api:
+    def __init__(self, target: Target | Stack) -> None:
+        self.target = target if isinstance(target, Target) else Target.local(target)
+        self.start_url = target.start_url
+        self.unblock_url = target.unblock_url
 
     # -- start ------------------------------------------------------------------------
 
@@ -51,13 +92,17 @@ class Api:
             **fields,
         }
 
-    def start(self, body: dict[str, Any] | bytes, **kwargs: Any) -> requests.Response:
-        if isinstance(body, bytes):
-            return requests.post(self.start_url, data=body, timeout=TIMEOUT, **kwargs)
-        return requests.post(self.start_url, json=body, timeout=TIMEOUT, **kwargs)
+    def start(self, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> requests.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", **self.target.headers, **(headers or {})}
+        if self.target.webhook_secret:
+            sent[webhook.HEADER] = webhook.sign(self.target.webhook_secret.encode(), data, int(time.time()))
+        return requests.post(self.start_url, data=data, headers=sent, timeout=TIMEOUT)
 
     def status(self, workflow_id: str) -> requests.Response:
-        return requests.get(self.start_url, params={"workflow_id": workflow_id}, timeout=TIMEOUT)
+        return requests.get(
+            self.start_url, params={"workflow_id": workflow_id}, headers=self.target.headers, timeout=TIMEOUT
+        )
 
     def wait_done(self, workflow_id: str, timeout: float = 20.0) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
@@ -70,16 +115,33 @@ class Api:
 
     def emails(self, workflow_id: str, approver: str | None = None) -> list[EmailMessage]:
         """Messages about ``workflow_id`` (its id is in every subject this API makes)."""
+        assert self.target.inbox is not None, "only the local stack has an inbox"
         return [
             m
-            for m in read_inbox(self.stack.inbox)
+            for m in read_inbox(self.target.inbox)
             if workflow_id in str(m["Subject"]) and (approver is None or approver in str(m["To"]))
         ]
 
     def wait_email(self, workflow_id: str, approver: str = "alice@example.com", timeout: float = 15.0) -> dict[str, str]:
-        """The approve/reject links of the email to ``approver`` about ``workflow_id``."""
+        """The approve/reject links of the email to ``approver`` about ``workflow_id``.
+
+        Against a deployment (no inbox to read) the links are minted with the signing key
+        for the run's decision promise, ``<workflow_id>:1``, once the run exists.
+        """
+        if self.target.inbox is None:
+            links = self.mint_links(f"{workflow_id}:1", approver)
+            wait_until(lambda: self.open(links["approve"]).status_code != 404, timeout=timeout, what="the run's decision promise")
+            return links
         messages = wait_until(lambda: self.emails(workflow_id, approver), timeout=timeout, what=f"email for {workflow_id}")
         return links_in(messages[0])
+
+    def mint_links(self, promise_id: str, approver: str, expires_at: int | None = None) -> dict[str, str]:
+        key = self.target.signing_key.encode()
+        exp = expires_at or int(time.time()) + 3600
+        return {
+            d: link(self.unblock_url.rstrip("/"), tokens.sign(key, tokens.Claims(promise_id, approver, d, exp)))  # type: ignore[arg-type]
+            for d in ("approve", "reject")
+        }
 
     # -- unblock ------------------------------------------------------------------------
 

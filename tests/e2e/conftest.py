@@ -10,7 +10,7 @@ import pytest
 
 from hitl.stack import Stack
 
-from .api import Api
+from .api import Api, Target, deployed
 
 #: Short leases so a killed worker's task comes back in seconds, not a minute.
 FAST_WORKER = {"HITL_TASK_TTL": "3"}
@@ -27,13 +27,25 @@ def make_stack(state: Path, *, durable: bool = False, workers: int = 1, **kwargs
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One shared stack for a module's tests (each test uses its own workflow ids)."""
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """Where the tests run: a deployment when ``HITL_START_URL`` is set (see infra/README.md),
+    else one local stack shared by a module's tests (each test uses its own workflow ids)."""
+    remote = deployed()
+    if remote is not None:
+        yield remote
+        return
     s = make_stack(tmp_path_factory.mktemp("stack"))
-    yield s
+    yield Target.local(s)
     s.stop()
 
 
 @pytest.fixture
-def api(stack: Stack) -> Api:
-    return Api(stack)
+def api(target: Target) -> Api:
+    return Api(target)
+
+
+@pytest.fixture
+def local(target: Target) -> None:
+    """Marks a test that reads the local inbox or logs: skipped against a deployment."""
+    if target.inbox is None:
+        pytest.skip("needs the local stack (inbox, logs)")
