@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from hitl import logs, operations, pages, tokens, webhook
 from hitl.clock import now_ms
-from hitl.request import MAX_BODY_BYTES, RequestError, parse_start, validate_workflow_id
+from hitl.request import MAX_BODY_BYTES, RequestError, parse_cancel, parse_start, validate_workflow_id
 from hitl.settings import StartSettings, UnblockSettings
 
 logger = logging.getLogger("hitl.functions")
@@ -86,7 +86,8 @@ def _unavailable_json(exc: Exception) -> JSONResponse:
 
 @functions_framework.aio.http
 async def start(request: Request) -> Response:
-    """POST a request to start an approval; GET ``?workflow_id=`` for its status."""
+    """POST a request to start an approval; GET ``?workflow_id=`` for its status;
+    POST ``/cancel`` with ``{"workflow_id", "reason"?}`` to cancel a pending one."""
     settings, client = _start_context()
     with logs.bind(trace=_trace(request)):
         if request.method == "GET":
@@ -101,6 +102,8 @@ async def start(request: Request) -> Response:
                 webhook.verify(settings.webhook_secret, body, request.headers.get(webhook.HEADER), now=time.time())
             except webhook.SignatureError as exc:
                 return _json(401, {"error": str(exc)})
+        if request.url.path.rstrip("/").endswith("/cancel"):
+            return await _cancel(request, body, settings, client)
         try:
             req = parse_start(body, request.headers.get("content-type"))
         except RequestError as exc:
@@ -114,6 +117,32 @@ async def start(request: Request) -> Response:
                 return _unavailable_json(exc)
             logger.info("approval started", extra={"fields": {"status": run.status}})
             return _json(202 if run.status == "pending" else 200, run.to_json())
+
+
+async def _cancel(request: Request, body: bytes, settings: StartSettings, client: Any) -> Response:
+    try:
+        workflow_id, reason = parse_cancel(body, request.headers.get("content-type"))
+    except RequestError as exc:
+        return _json(exc.status, exc.to_json())
+    with logs.bind(workflow_id=workflow_id):
+        try:
+            outcome = await operations.cancel(
+                client, workflow_id, by=_caller(request), reason=reason, timeout=settings.resonate.timeout
+            )
+        except operations.ServerUnavailable as exc:
+            return _unavailable_json(exc)
+        if outcome is None:
+            return _json(404, {"error": "no approval with this workflow_id", "field": "workflow_id"})
+        canceled, run = outcome
+        if not canceled:
+            return _json(409, {"error": "the request has already ended", **run.to_json()})
+        logger.info("approval canceled", extra={"fields": {"by": _caller(request)}})
+        return _json(202, {"workflow_id": workflow_id, "status": "canceling"})
+
+
+def _caller(request: Request) -> str:
+    """Who asked: the authenticated principal Cloud Run forwards, else ``requester``."""
+    return request.headers.get("x-goog-authenticated-user-email", "").removeprefix("accounts.google.com:") or "requester"
 
 
 async def _status(request: Request, settings: StartSettings, client: Any) -> Response:
@@ -134,20 +163,17 @@ async def _status(request: Request, settings: StartSettings, client: Any) -> Res
 
 
 def _page(status: int, html: str, **headers: str) -> HTMLResponse:
-    return HTMLResponse(
-        html,
-        status_code=status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", **headers},
-    )
+    return HTMLResponse(html, status_code=status, headers={**pages.HEADERS, "X-Frame-Options": "DENY", **headers})
 
 
 def _error(status: int, title: str, message: str, **headers: str) -> HTMLResponse:
     return _page(status, pages.error_page(status, title, message), **headers)
 
 
-_INVALID_LINK = (403, "This link is not valid", "The link is incomplete, altered or has expired. Use the newest email you received.")
+_INVALID_LINK = (403, "This link is not valid", "The link is incomplete, altered or has expired. Use the newest message you received.")
 _UNKNOWN = (404, "Request not found", "There is no approval request for this link.")
 _UNAVAILABLE = (503, "Try again in a moment", "The approval service is briefly unavailable. Your decision was not recorded.")
+_CANCELED = (410, "This request was canceled", "The requester canceled it; there is nothing left to decide.")
 
 
 @functions_framework.aio.http
@@ -159,7 +185,7 @@ async def unblock(request: Request) -> Response:
             return await _show(request, settings, client)
         if request.method == "POST":
             return await _decide(request, settings, client)
-        return _error(405, "Method not allowed", "Open the link from your email.", Allow="GET, HEAD, POST")
+        return _error(405, "Method not allowed", "Open the link from your message.", Allow="GET, HEAD, POST")
 
 
 def _verify(settings: UnblockSettings, token: str | None) -> tokens.Claims | None:
@@ -172,19 +198,31 @@ def _verify(settings: UnblockSettings, token: str | None) -> tokens.Claims | Non
         return None
 
 
+def _ended(found: operations.Approval) -> HTMLResponse | None:
+    """The page for a request this approver can no longer decide, else ``None``."""
+    if found.voted is not None:
+        return _page(409, pages.conflict_page(found.voted, subject=found.request.subject))
+    if found.cancel is not None:
+        return _error(*_CANCELED)
+    if found.closed is not None:
+        return _page(409, pages.conflict_page(found.closed, subject=found.request.subject))
+    return None
+
+
 async def _show(request: Request, settings: UnblockSettings, client: Any) -> Response:
     claims = _verify(settings, request.query_params.get("token"))
     if claims is None:
         return _error(*_INVALID_LINK)
-    with logs.bind(promise_id=claims.promise_id):
+    with logs.bind(workflow_id=claims.promise_id.split(":", 1)[0], promise_id=claims.promise_id):
         try:
             found = await operations.read(client, claims.promise_id, timeout=settings.resonate.timeout)
         except operations.ServerUnavailable:
             return _error(*_UNAVAILABLE, **{"Retry-After": RETRY_AFTER})
         if found is None:
             return _error(*_UNKNOWN)
-        if found.decided is not None:
-            return _page(409, pages.conflict_page(found.decided, subject=found.request.subject))
+        ended = _ended(found)
+        if ended is not None:
+            return ended
         key = settings.signing_key
         html = pages.decision_page(
             subject=found.request.subject,
@@ -194,8 +232,16 @@ async def _show(request: Request, settings: UnblockSettings, client: Any) -> Res
             approve_token=tokens.sign(key, tokens.counterpart(claims, "approve")),
             reject_token=tokens.sign(key, tokens.counterpart(claims, "reject")),
             action_url=str(request.url.replace(query="")),
+            progress={**found.progress, "approvers": len(found.round.approvers)},
         )
         return _page(200, html)
+
+
+def _client_ip(request: Request) -> str:
+    """The caller's address: the first hop of X-Forwarded-For (Cloud Run's front end sets it)."""
+    forwarded = request.headers.get("x-forwarded-for", "")
+    first = forwarded.split(",")[0].strip()
+    return first or (request.client.host if request.client else "")
 
 
 async def _decide(request: Request, settings: UnblockSettings, client: Any) -> Response:
@@ -213,29 +259,40 @@ async def _decide(request: Request, settings: UnblockSettings, client: Any) -> R
     comment = form.get("comment", "").strip()
     if len(comment) > MAX_COMMENT_CHARS:
         return _error(400, "Comment too long", f"Keep the comment under {MAX_COMMENT_CHARS} characters.")
+    at = now_ms()
     value = {
         "decision": "approved" if claims.decision == "approve" else "rejected",
         "by": claims.approver,
         "comment": comment,
-        "decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms() / 1000)),
+        "decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at / 1000)),
+        "at": at,
+        "ip": _client_ip(request),
+        "user_agent": request.headers.get("user-agent", "")[:300],
         "click": secrets.token_hex(8),
     }
-    with logs.bind(promise_id=claims.promise_id):
+    with logs.bind(workflow_id=claims.promise_id.split(":", 1)[0], promise_id=claims.promise_id):
         try:
-            outcome = await operations.decide(client, claims.promise_id, value, timeout=settings.resonate.timeout)
+            outcome, found = await operations.decide(client, claims.promise_id, value, timeout=settings.resonate.timeout)
         except operations.ServerUnavailable:
             return _error(*_UNAVAILABLE, **{"Retry-After": RETRY_AFTER})
-        if outcome is None:
+        if outcome == "unknown" or found is None:
             return _error(*_UNKNOWN)
-        first, decision = outcome
-        if not first:
-            logger.info("decision refused: already decided", extra={"fields": {"first": decision["decision"]}})
-            return _page(409, pages.conflict_page(decision))
+        if outcome != "recorded":
+            logger.info("decision refused", extra={"fields": {"reason": outcome, "by": claims.approver}})
+            return _ended(found) or _error(409, "Already decided", "This request was already decided.")
         logger.info(
             "decision recorded",
-            extra={"fields": {"decision": decision["decision"], "by": decision["by"], "user_agent": request.headers.get("user-agent", "")}},
+            extra={
+                "fields": {
+                    "decision": value["decision"],
+                    "by": value["by"],
+                    "comment": comment,
+                    "ip": value["ip"],
+                    "user_agent": value["user_agent"],
+                }
+            },
         )
-        return _page(200, pages.done_page(decision))
+        return _page(200, pages.done_page(value, subject=found.request.subject))
 
 
 def _form(body: bytes) -> dict[str, str] | None:

@@ -1,52 +1,65 @@
 """The approval workflow: one durable run per approval request.
 
     approval(request)
-      1. create the decision promise (an external promise anyone with its id can settle)
-      2. schedule ``approval_expiry`` as a run deferred to the deadline: it settles
-         the decision as ``expired`` then (first decision wins)
-      3. email each approver once, as a durable step per approver
-      4. wait on the decision promise (the worker holds nothing while it waits)
-      5. return the decision
+      1. create every promise of the request, in the order :func:`hitl.policy.layout`
+         fixes: cancel, one deadline per round, one vote per approver
+      2. round 0: schedule its expiry and reminders as deferred runs, ask each
+         approver once per channel (a durable step each)
+      3. wait until the cancel, the round's deadline or the votes decide
+         (:func:`hitl.policy.tally`: k of n, veto); on expiry apply ``on_expiry``:
+         expire, a default decision, or escalate to round 1 and wait again
+      4. close what is still open (links then show the outcome), return the result
 
-Why a deferred run: a bare ``ctx.promise()`` carries no ``resonate:target``,
-and neither the real server nor any simulation times such a promise out in
-the background; only targeted promises fire by themselves. A ``ctx.sleep``
-timer would fire, but the SDK re-delivers a pending timer's task to a worker
-every lease period until it is due (60 s by default: a steady load for every
-waiting request). A run created with ``resonate:delay`` (see :mod:`hitl.runs`)
-is held by the server, costing nothing, until the deadline; then it settles
-the decision promise like any approver would.
+Waiting holds nothing: the run suspends on every open promise and the server
+resumes it when one settles. Votes are settled by the ``unblock`` function,
+the cancel by ``start``'s cancel call, deadlines by :func:`approval_expiry`.
 
-Deadlines are absolute and fixed at start: the run's own timeout is the
-deadline plus :data:`RUN_MARGIN`, and every replay derives the deadline from
-it, so no replay can move it. The SDK caps every child at a default of one
-day unless told otherwise, so every child here names its timeout.
+Why deferred runs for time: a bare ``ctx.promise()`` carries no
+``resonate:target``, and neither the real server nor any simulation times it
+out in the background. A ``ctx.sleep`` timer would fire, but the SDK
+re-delivers a pending timer's task to a worker every lease period until it is
+due: a steady load for every waiting request. A run created with
+``resonate:delay`` (see :mod:`hitl.runs`) is held by the server, costing
+nothing, until its time; then it settles the round's deadline promise.
+
+Time is fixed at start: the run's own timeout is the sum of the rounds plus
+:data:`RUN_MARGIN`, and every replay derives each round's deadline from it.
+The SDK caps every child at one day unless told otherwise, so every promise
+here names its timeout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from resonate.context import Context
-from resonate.ids import origin_of
+from resonate.context import Context, ResonateFuture
+from resonate.error import Suspended
 from resonate.promises import Promises
 from resonate.resonate import Resonate
 from resonate.retry import Exponential
 from resonate.types import Value
 
-from hitl import runs
+from hitl import policy, runs
 from hitl.clock import iso, now_ms
 from hitl.notifier import Notifier
 from hitl.request import ApprovalRequest
 
-#: How long a run outlives its deadline: room for the expiry to be applied
-#: even if every worker was down at the deadline itself.
+#: How long a run outlives its last deadline: room for the expiry to be
+#: applied even if every worker was down at the deadline itself.
 RUN_MARGIN = timedelta(days=1)
 
 WORKFLOW = "approval"
 EXPIRY = "approval_expiry"
+REMINDER = "approval_reminder"
+
+#: Retries of a notification step: 1 s doubling to 5 min, for about a day.
+NOTIFY_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
+
+_PENDING = object()
+
 
 @dataclass(frozen=True)
 class Group:
@@ -55,86 +68,196 @@ class Group:
     name: str
 
 
-#: Retries of an email step: 1 s doubling to 5 min, for about a day.
-EMAIL_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
-
-
 def run_timeout(request: ApprovalRequest) -> timedelta:
-    """The run's own timeout: its deadline plus the margin."""
-    return timedelta(seconds=request.deadline) + RUN_MARGIN
+    """The run's own timeout: every round plus the margin."""
+    return timedelta(seconds=policy.layout(request).total_seconds) + RUN_MARGIN
 
 
-def deadline_of(run_timeout_at_ms: int) -> int:
-    """The absolute deadline (ms since the epoch) of a run that times out at ``run_timeout_at_ms``."""
-    return run_timeout_at_ms - int(RUN_MARGIN.total_seconds() * 1000)
+def started_at(run_timeout_at_ms: int, lay: policy.Layout) -> int:
+    """When the run started (ms), derived from its fixed timeout."""
+    return run_timeout_at_ms - 1000 * lay.total_seconds - int(RUN_MARGIN.total_seconds() * 1000)
 
 
 def decision_value(decision: str, by: str | None, comment: str, at_ms: int, **extra: Any) -> dict[str, Any]:
-    """The value a decision promise is resolved with (and the run's result)."""
+    """A decision as stored in a promise and returned as the run's result."""
     return {"decision": decision, "by": by, "comment": comment, "decided_at": iso(at_ms), **extra}
 
 
 def result_of(value: Any) -> dict[str, Any]:
-    """The public part of a decision value (drops bookkeeping such as the click id)."""
+    """The public part of a run's result (or of any stored decision)."""
     if not isinstance(value, dict):
         return {"decision": "expired", "by": None, "comment": "", "decided_at": None}
-    return {k: value.get(k) for k in ("decision", "by", "comment", "decided_at")}
+    out = {k: value.get(k) for k in ("decision", "by", "comment", "decided_at")}
+    if "decisions" in value:
+        out["decisions"] = value["decisions"]
+    return out
+
+
+async def _peek(future: ResonateFuture[Any]) -> Any:
+    """The settled value of ``future``, or ``_PENDING`` (the run will suspend on it)."""
+    try:
+        return await future
+    except Suspended:
+        return _PENDING
+    except Exception:  # a promise that timed out: treat as expired
+        return {policy.EXPIRED: True}
 
 
 async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     req = ApprovalRequest.from_json(request)
-    deadline_at = deadline_of(ctx.info.timeout_at)
-    remaining = timedelta(milliseconds=max(ctx.info.timeout_at - now_ms(), 1))
+    lay = policy.layout(req)
+    timeout_at = ctx.info.timeout_at
+    start = started_at(timeout_at, lay)
+    remaining = timedelta(milliseconds=max(timeout_at - now_ms(), 1))
 
-    decision = ctx.options(timeout=remaining).promise()
-    promise_id = await decision.id()
+    def promise() -> ResonateFuture[Any]:
+        return ctx.options(timeout=remaining).promise()
 
-    await ctx.run(schedule_expiry, promise_id, deadline_at, ctx.info.timeout_at)
+    cancel = promise()
+    deadlines = [promise() for _ in lay.rounds]
+    votes = [[promise() for _ in rnd.vote_ids] for rnd in lay.rounds]
+    futures = [cancel, *deadlines, *(v for vs in votes for v in vs)]
+    created = [await f.id() for f in futures]
+    assert created == lay.ids(), f"promise layout drifted: {created} != {lay.ids()}"
 
-    sends = [
-        ctx.options(retry_policy=EMAIL_RETRY).run(send_approval_email, req, promise_id, approver, deadline_at)
-        for approver in req.approvers
+    final: dict[str, Any] | None = None
+    for rnd in lay.rounds:
+        ends_at = lay.ends_at(start, rnd.index)
+        await ctx.run(schedule_round, req, rnd.index, ends_at, timeout_at)
+        await _ask(ctx, req, rnd, ends_at, reminder=None)
+
+        cancelled = await _peek(cancel)
+        expired = await _peek(deadlines[rnd.index])
+        cast = [await _peek(v) for v in votes[rnd.index]]
+        if cancelled is not _PENDING and not cancelled.get(policy.CLOSED):
+            final = result_of(cancelled)
+        elif (decided := policy.tally(rnd, cast)) is not None:
+            final = decided
+        elif expired is not _PENDING:
+            final = _on_expiry(req, rnd, ends_at)
+            if final is None:  # escalated: the next round asks others
+                continue
+        else:
+            raise Suspended  # the run suspends on every open promise; any settle resumes it
+        break
+    assert final is not None
+
+    states = [await _peek(f) for f in futures]
+    final = {**final, "decisions": policy.audit(states)}
+    still_open = [id for id, state in zip(created, states, strict=True) if state is _PENDING]
+    if still_open:
+        await ctx.run(close, still_open, final)
+    return final
+
+
+def _on_expiry(req: ApprovalRequest, rnd: policy.Round, ends_at: int) -> dict[str, Any] | None:
+    action = req.on_expiry.action
+    if action == "escalate" and rnd.index == 0:
+        return None
+    if action in ("approve", "reject"):
+        return decision_value(f"{action}d", "system", "default decision at the deadline", ends_at)
+    return decision_value("expired", None, "", ends_at)
+
+
+async def _ask(ctx: Context, req: ApprovalRequest, rnd: policy.Round, ends_at: int, *, reminder: int | None) -> None:
+    """Ask each approver of ``rnd`` once on every channel (durable steps, in parallel)."""
+    steps = [
+        ctx.options(retry_policy=NOTIFY_RETRY).run(
+            notify, req, channel.type, channel.url, approver, vote_id, ends_at, reminder
+        )
+        for approver, vote_id in zip(rnd.approvers, rnd.vote_ids, strict=True)
+        for channel in req.notify
     ]
-    for sent in sends:
-        await sent
-
-    try:
-        value = await decision
-    except Exception:  # the decision promise itself timed out: the deadline passed unnoticed
-        return decision_value("expired", None, "", deadline_at)
-    return result_of(value)
+    for step in steps:
+        await step
 
 
-async def approval_expiry(ctx: Context, promise_id: str, deadline_at: int) -> None:
-    """Runs at the deadline: settle the decision as expired (if nobody decided first)."""
-    await ctx.run(settle_expired, promise_id, deadline_at)
+# -- steps ---------------------------------------------------------------------------
 
 
-async def schedule_expiry(ctx: Context, promise_id: str, deadline_at: int, run_timeout_at: int) -> None:
+async def schedule_round(ctx: Context, req: ApprovalRequest, index: int, ends_at: int, run_timeout_at: int) -> None:
+    """Create the round's deferred runs: its expiry at ``ends_at``, its reminders before."""
+    lay = policy.layout(req)
+    rnd = lay.rounds[index]
+    promises = ctx.get_dependency(Promises)
+    group = ctx.get_dependency(Group).name
+    wf = req.workflow_id
     await runs.create(
-        ctx.get_dependency(Promises),
-        f"{promise_id}.expiry",
-        EXPIRY,
-        (promise_id, deadline_at),
-        group=ctx.get_dependency(Group).name,
-        timeout_at=run_timeout_at,
-        parent=origin_of(promise_id),
-        not_before=deadline_at,
+        promises, f"{rnd.deadline_id}.expiry", EXPIRY, (rnd.deadline_id,),
+        group=group, timeout_at=run_timeout_at, parent=wf, not_before=ends_at,
+    )  # fmt: skip
+    for before in rnd.remind:
+        await runs.create(
+            promises, f"{rnd.deadline_id}.remind{before}", REMINDER, (req.to_json(), index, ends_at, before),
+            group=group, timeout_at=run_timeout_at, parent=wf, not_before=ends_at - 1000 * before,
+        )  # fmt: skip
+
+
+async def notify(
+    ctx: Context,
+    req: ApprovalRequest,
+    channel: str,
+    url: str | None,
+    approver: str,
+    vote_id: str,
+    ends_at: int,
+    reminder: int | None,
+) -> None:
+    await ctx.get_dependency(Notifier).ask(
+        req, channel=channel, url=url, approver=approver, promise_id=vote_id, deadline_at_ms=ends_at, reminder=reminder
     )
 
 
-async def send_approval_email(
-    ctx: Context, req: ApprovalRequest, promise_id: str, approver: str, deadline_at: int
-) -> None:
-    await ctx.get_dependency(Notifier).approval_email(req, promise_id, approver, deadline_at)
-
-
-async def settle_expired(ctx: Context, promise_id: str, deadline_at: int) -> None:
+async def close(ctx: Context, ids: Sequence[str], final: dict[str, Any]) -> None:
+    """Settle every promise of the request still open, so its links show the outcome."""
     promises = ctx.get_dependency(Promises)
-    await promises.resolve(promise_id, Value(data=decision_value("expired", None, "", deadline_at)))
+    marker = {policy.CLOSED: True, **result_of(final)}
+    marker.pop("decisions", None)
+    for id in ids:
+        await promises.resolve(id, Value(data=marker))
+
+
+async def expire(ctx: Context, deadline_id: str) -> None:
+    await ctx.get_dependency(Promises).resolve(deadline_id, Value(data={policy.EXPIRED: True, "at": now_ms()}))
+
+
+async def open_votes(ctx: Context, cancel_id: str, deadline_id: str, vote_ids: list[str]) -> list[str] | None:
+    """The votes still open, or ``None`` when the request is closed."""
+    promises = ctx.get_dependency(Promises)
+    for id in (cancel_id, deadline_id):
+        if (await promises.get(id)).state != "pending":
+            return None
+    return [id for id in vote_ids if (await promises.get(id)).state == "pending"]
+
+
+# -- the deferred runs -----------------------------------------------------------------
+
+
+async def approval_expiry(ctx: Context, deadline_id: str) -> None:
+    """Runs at a round's deadline: settle its deadline promise (first settle wins)."""
+    await ctx.run(expire, deadline_id)
+
+
+async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, ends_at: int, before: int) -> None:
+    """Runs ``before`` seconds ahead of a round's deadline: remind who has not decided."""
+    req = ApprovalRequest.from_json(request)
+    lay = policy.layout(req)
+    rnd = lay.rounds[index]
+    waiting = await ctx.run(open_votes, lay.cancel_id, rnd.deadline_id, list(rnd.vote_ids))
+    if not waiting:
+        return
+    asked = [(a, v) for a, v in zip(rnd.approvers, rnd.vote_ids, strict=True) if v in waiting]
+    steps = [
+        ctx.options(retry_policy=NOTIFY_RETRY).run(notify, req, c.type, c.url, a, v, ends_at, before)
+        for a, v in asked
+        for c in req.notify
+    ]
+    for step in steps:
+        await step
 
 
 def register(resonate: Resonate) -> None:
-    """Register the workflow and its expiry timer on a worker's client."""
+    """Register the workflow and its deferred runs on a worker's client."""
     resonate.register(approval, name=WORKFLOW)
     resonate.register(approval_expiry, name=EXPIRY)
+    resonate.register(approval_reminder, name=REMINDER)

@@ -1,7 +1,9 @@
-"""Turns "ask this approver" into a sent message: signs the links, composes, sends.
+"""Turns "ask this approver" into a sent message: signs the links, composes, delivers.
 
 Given to the worker's steps as a dependency, so a test can hand the workflow
-a notifier with another ``send``.
+a notifier with another ``send``. One call delivers on one channel; the
+workflow makes one durable step per approver and channel, so a failure on
+one channel never repeats a message already delivered on another.
 """
 
 from __future__ import annotations
@@ -46,8 +48,22 @@ class Notifier:
             for decision in ("approve", "reject")
         }
 
-    async def approval_email(self, req: ApprovalRequest, promise_id: str, approver: str, deadline_at_ms: int) -> None:
+    async def ask(
+        self,
+        req: ApprovalRequest,
+        *,
+        channel: str,
+        url: str | None,
+        approver: str,
+        promise_id: str,
+        deadline_at_ms: int,
+        reminder: int | None = None,
+    ) -> None:
+        """Ask ``approver`` to decide (or remind them, ``reminder`` seconds before the deadline)."""
         links = self.links(promise_id, approver, deadline_at_ms)
+        kind = "approval" if reminder is None else f"reminder-{reminder}"
+        if channel != "email":
+            raise NotImplementedError(f"channel {channel}")
         message = email.compose(
             sender=self.smtp.sender,
             approver=approver,
@@ -56,6 +72,7 @@ class Notifier:
             approve_url=links["approve"],
             reject_url=links["reject"],
             deadline_at_iso=iso(deadline_at_ms),
-            message_id=email.message_id_for(promise_id, approver),
+            message_id=email.message_id_for(promise_id, approver, kind),
+            reminder=reminder is not None,
         )
         await self.send(self.smtp, message)

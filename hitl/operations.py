@@ -18,7 +18,7 @@ from resonate.resonate import Resonate
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
-from hitl import approval, runs
+from hitl import approval, policy, runs
 from hitl.clock import now_ms
 from hitl.request import ApprovalRequest
 
@@ -56,16 +56,37 @@ class RunStatus:
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """A decision promise and the request it decides."""
+    """One approver's view of a request: their vote and where the request stands."""
 
-    record: PromiseRecord
     request: ApprovalRequest
+    round: policy.Round
+    approver_vote: PromiseRecord
+    #: The run's result once it finished; the cancel, if any; the round's votes.
+    result: dict[str, Any] | None
+    cancel: dict[str, Any] | None
+    votes: list[Any]
 
     @property
-    def decided(self) -> dict[str, Any] | None:
-        if self.record.state == "pending":
-            return None
-        return approval.result_of(self.record.value.data)
+    def voted(self) -> dict[str, Any] | None:
+        """This approver's own decision, if they made one."""
+        value = self.approver_vote.value.data
+        return approval.result_of(value) if policy.is_vote(value) else None
+
+    @property
+    def closed(self) -> dict[str, Any] | None:
+        """How the request ended (canceled, decided, expired), or ``None`` while it is open."""
+        if self.cancel is not None:
+            return self.cancel
+        if self.result is not None:
+            return self.result
+        value = self.approver_vote.value.data
+        if isinstance(value, dict) and value.get(policy.CLOSED):
+            return approval.result_of(value)
+        return None
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        return policy.progress(self.round, self.votes)
 
 
 async def _bounded[T](call: Awaitable[T], timeout: float) -> T:
@@ -122,27 +143,98 @@ async def status(client: Resonate, workflow_id: str, *, timeout: float) -> RunSt
     return RunStatus.of(record)
 
 
-async def read(client: Resonate, promise_id: str, *, timeout: float) -> Approval | None:
-    """The decision promise ``promise_id`` and its request, or ``None`` when there is none."""
-    record = await _get(client, promise_id, timeout)
-    if record is None or record.tags.get("resonate:external") != "true":
+async def _request(client: Resonate, workflow_id: str, timeout: float) -> tuple[PromiseRecord, ApprovalRequest] | None:
+    root = await _get(client, workflow_id, timeout)
+    data = root.param.data if root is not None else None
+    if root is None or not isinstance(data, dict) or data.get("func") != approval.WORKFLOW or not data.get("args"):
         return None
-    root = await _get(client, origin_of(promise_id), timeout)
-    args = root.param.data.get("args") if root is not None and isinstance(root.param.data, dict) else None
-    if not args:
+    return root, ApprovalRequest.from_json(data["args"][0])
+
+
+async def read(client: Resonate, vote_id: str, *, timeout: float) -> Approval | None:
+    """The request behind ``vote_id`` as its approver sees it, or ``None`` when there is none."""
+    found = await _request(client, origin_of(vote_id), timeout)
+    if found is None:
         return None
-    return Approval(record, ApprovalRequest.from_json(args[0]))
+    root, req = found
+    lay = policy.layout(req)
+    rnd = lay.round_of(vote_id)
+    if rnd is None:
+        return None
+    records = await asyncio.gather(*(_get(client, id, timeout) for id in (lay.cancel_id, *rnd.vote_ids)))
+    cancel_record, vote_records = records[0], records[1:]
+    mine = vote_records[rnd.vote_ids.index(vote_id)]
+    if mine is None:  # the run has not created its promises yet
+        return None
+    cancel = cancel_record.value.data if cancel_record is not None else None
+    return Approval(
+        request=req,
+        round=rnd,
+        approver_vote=mine,
+        result=approval.result_of(root.value.data) if root.state == "resolved" else None,
+        cancel=approval.result_of(cancel) if isinstance(cancel, dict) and cancel.get("decision") == "canceled" else None,
+        votes=[r.value.data if r is not None else None for r in vote_records],
+    )
+
+
+DecideOutcome = Literal["recorded", "already", "closed", "unknown"]
 
 
 async def decide(
-    client: Resonate, promise_id: str, value: dict[str, Any], *, timeout: float
-) -> tuple[bool, dict[str, Any]] | None:
-    """Settle the decision with ``value``: ``(True, value)`` if it was first, ``(False, first)``
-    if another decision came before, ``None`` if there is no such promise."""
-    try:
-        record = await _bounded(client.promises.resolve(promise_id, Value(data=value)), timeout)
-    except ServerError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    return record.value.data == value, approval.result_of(record.value.data)
+    client: Resonate, vote_id: str, value: dict[str, Any], *, timeout: float
+) -> tuple[DecideOutcome, Approval | None]:
+    """Record an approver's vote. ``recorded`` if it counted; ``already`` if they had
+    decided; ``closed`` if the request had ended; ``unknown`` if there is no such vote."""
+    before = await read(client, vote_id, timeout=timeout)
+    if before is None:
+        return "unknown", None
+    if before.closed is not None and before.voted is None:
+        return "closed", before
+    if before.voted is not None:
+        return "already", before
+    record = await _bounded(client.promises.resolve(vote_id, Value(data=value)), timeout)
+    after = await read(client, vote_id, timeout=timeout)
+    if record.value.data == value:
+        return "recorded", after
+    return ("already" if policy.is_vote(record.value.data) else "closed"), after
+
+
+async def cancel(
+    client: Resonate, workflow_id: str, *, by: str, reason: str, timeout: float
+) -> tuple[bool, RunStatus] | None:
+    """Cancel a pending request: ``(True, status)`` if this canceled it, ``(False, status)``
+    if it had already ended, ``None`` if there is no such request."""
+    found = await _request(client, workflow_id, timeout)
+    if found is None:
+        return None
+    root, req = found
+    if root.state != "pending":
+        return False, RunStatus.of(root)
+    value = approval.decision_value("canceled", by, reason, now_ms())
+    record = await _bounded(client.promises.resolve(policy.layout(req).cancel_id, Value(data=value)), timeout)
+    return record.value.data == value, RunStatus(workflow_id, "pending" if record.value.data == value else "done")
+
+
+async def pending(client: Resonate, *, timeout: float, limit: int = 100) -> list[tuple[ApprovalRequest, dict[str, Any]]]:
+    """Requests still waiting, each with its current round's progress (who has not decided)."""
+    page = await _bounded(
+        client.promises.search("pending", {"resonate:scope": "global", runs.KIND_TAG: approval.WORKFLOW}, limit, None),
+        timeout,
+    )
+    out = []
+    for root in page.promises:
+        data = root.param.data
+        if not isinstance(data, dict) or not data.get("args"):
+            continue
+        req = ApprovalRequest.from_json(data["args"][0])
+        lay = policy.layout(req)
+        active = lay.rounds[0]
+        for rnd in lay.rounds[:-1]:  # a round whose deadline passed hands over to the next
+            deadline = await _get(client, rnd.deadline_id, timeout)
+            if deadline is None or not (isinstance(deadline.value.data, dict) and deadline.value.data.get(policy.EXPIRED)):
+                break
+            active = lay.rounds[rnd.index + 1]
+        records = await asyncio.gather(*(_get(client, id, timeout) for id in active.vote_ids))
+        values = [r.value.data if r is not None else None for r in records]
+        out.append((req, {"round": active.index, **policy.progress(active, values)}))
+    return out

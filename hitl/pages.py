@@ -42,7 +42,7 @@ MAX_COMMENT_CHARS = 2000
 #: Deeper parts of ``details`` are shown as compact JSON text.
 MAX_TABLE_DEPTH = 32
 
-_LABELS = {"approved": "Approved", "rejected": "Rejected", "expired": "Expired"}
+_LABELS = {"approved": "Approved", "rejected": "Rejected", "expired": "Expired", "canceled": "Canceled"}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 #: A details node: text, or the rows (key, node) of a table.
@@ -58,8 +58,13 @@ def decision_page(
     approve_token: str,
     reject_token: str,
     action_url: str,
+    progress: Mapping[str, Any] | None = None,
 ) -> str:
-    """The page behind an emailed link: the request, a comment box, Approve and Reject."""
+    """The page behind an emailed link: the request, a comment box, Approve and Reject.
+
+    ``progress`` (from :func:`hitl.policy.progress`, plus ``approvers``: how many
+    were asked) shows how many have decided when more than one approval counts.
+    """
     return _render(
         "page_decision.html",
         title=subject,
@@ -71,6 +76,7 @@ def decision_page(
         reject_token=reject_token,
         action_url=action_url,
         max_comment=MAX_COMMENT_CHARS,
+        progress=progress,
     )
 
 

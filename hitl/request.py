@@ -26,7 +26,10 @@ __all__ = [
     "MAX_SUBJECT_CHARS",
     "MAX_WORKFLOW_ID_CHARS",
     "ApprovalRequest",
+    "Channel",
+    "Escalation",
     "RequestError",
+    "parse_cancel",
     "parse_duration",
     "parse_start",
     "validate_workflow_id",
@@ -46,7 +49,11 @@ MAX_APPROVERS = 50
 MAX_DETAILS_DEPTH = 32
 MAX_BODY_BYTES = 65_536
 
-_FIELDS = frozenset({"workflow_id", "approvers", "subject", "details", "deadline"})
+_FIELDS = frozenset(
+    {"workflow_id", "approvers", "subject", "details", "deadline", "required", "veto", "remind", "on_expiry", "notify"}
+)
+MAX_REMINDERS = 10
+CHANNEL_TYPES = ("email", "slack", "webhook")
 _REQUIRED = ("workflow_id", "approvers", "subject")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY}
 _DURATION = re.compile(r"([0-9]{1,12})([smhd])")
@@ -71,6 +78,35 @@ class RequestError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    """``on_expiry``: what happens when the deadline passes with no decision."""
+
+    #: ``expire`` (the result is ``expired``), ``approve``/``reject`` (a default decision
+    #: made by the system) or ``escalate`` (ask ``to`` with a new deadline).
+    action: str = "expire"
+    to: tuple[str, ...] = ()
+    #: Seconds the escalation round lasts.
+    deadline: int = 0
+    required: int = 1
+
+    def to_json(self) -> str | dict[str, Any]:
+        if self.action != "escalate":
+            return self.action
+        return {"action": "escalate", "to": list(self.to), "deadline": self.deadline, "required": self.required}
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """Where approvers are asked: ``email`` (their address), ``slack`` or ``webhook`` (a URL)."""
+
+    type: str
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type} if self.url is None else {"type": self.type, "url": self.url}
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalRequest:
     workflow_id: str
     #: Normalized addresses, unique, in the order given.
@@ -79,6 +115,14 @@ class ApprovalRequest:
     details: JSON = field(default_factory=dict)
     #: Seconds from the start of the workflow to its expiry.
     deadline: int = DEFAULT_DEADLINE
+    #: Approvals needed (k of n).
+    required: int = 1
+    #: Whether one rejection decides ``rejected``.
+    veto: bool = True
+    #: Seconds before the deadline at which undecided approvers are reminded, latest last.
+    remind: tuple[int, ...] = ()
+    on_expiry: Escalation = field(default_factory=Escalation)
+    notify: tuple[Channel, ...] = (Channel("email"),)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +131,11 @@ class ApprovalRequest:
             "subject": self.subject,
             "details": self.details,
             "deadline": self.deadline,
+            "required": self.required,
+            "veto": self.veto,
+            "remind": list(self.remind),
+            "on_expiry": self.on_expiry.to_json(),
+            "notify": [c.to_json() for c in self.notify],
         }
 
     @classmethod
@@ -100,12 +149,19 @@ class ApprovalRequest:
         for name in _REQUIRED:
             if name not in value:
                 raise _bad(name, "is required")
+        approvers = _approvers(value["approvers"])
+        deadline = _deadline(value.get("deadline", DEFAULT_DEADLINE))
         return cls(
             workflow_id=validate_workflow_id(value["workflow_id"]),
-            approvers=_approvers(value["approvers"]),
+            approvers=approvers,
             subject=_subject(value["subject"]),
             details=_details(value.get("details", {})),
-            deadline=_deadline(value.get("deadline", DEFAULT_DEADLINE)),
+            deadline=deadline,
+            required=_required(value.get("required", 1), len(approvers), "required"),
+            veto=_flag(value.get("veto", True), "veto"),
+            remind=_remind(value.get("remind", []), deadline),
+            on_expiry=_on_expiry(value.get("on_expiry", "expire"), approvers),
+            notify=_notify(value.get("notify", [{"type": "email"}])),
         )
 
 
@@ -137,6 +193,25 @@ def parse_start(
     except ValueError as exc:
         raise _bad(None, f"the body is not valid JSON: {exc}") from None
     return ApprovalRequest.from_json(value)
+
+
+def parse_cancel(body: bytes, content_type: str | None) -> tuple[str, str]:
+    """``(workflow_id, reason)`` from the body of a cancel call (``{"workflow_id", "reason"?}``)."""
+    if not _is_json(content_type):
+        raise RequestError(415, None, "the content type must be application/json")
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _bad(None, "the body is not valid JSON") from None
+    if not isinstance(value, Mapping):
+        raise _bad(None, "the body must be a JSON object")
+    for name in value:
+        if name not in ("workflow_id", "reason"):
+            raise _bad(str(name), "unknown field")
+    reason = value.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 2000 or _has_control(reason.replace("\n", " ")):
+        raise _bad("reason", "must be text of at most 2000 characters")
+    return validate_workflow_id(value.get("workflow_id")), reason
 
 
 def validate_workflow_id(value: object) -> str:
@@ -171,12 +246,16 @@ def _approvers(value: object) -> tuple[str, ...]:
         raise _bad("approvers", "must be a list of email addresses")
     if not 1 <= len(value) <= MAX_APPROVERS:
         raise _bad("approvers", f"must hold 1 to {MAX_APPROVERS} addresses")
+    return _approvers_named(value, "approvers")
+
+
+def _approvers_named(value: list[Any], field_name: str) -> tuple[str, ...]:
     approvers: list[str] = []
     seen: set[str] = set()
     for i, item in enumerate(value):
-        address = _email(item, f"approvers[{i}]")
+        address = _email(item, f"{field_name}[{i}]")
         if address.casefold() in seen:
-            raise _bad(f"approvers[{i}]", f"duplicate approver {address}")
+            raise _bad(f"{field_name}[{i}]", f"duplicate approver {address}")
         seen.add(address.casefold())
         approvers.append(address)
     return tuple(approvers)
@@ -212,14 +291,94 @@ def _details(value: object) -> JSON:
     return value  # type: ignore[return-value]  # decoded JSON, checked by the caller
 
 
-def _deadline(value: object) -> int:
+def _deadline(value: object, name: str = "deadline") -> int:
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
-        raise _bad("deadline", str(exc)) from None
+        raise _bad(name, str(exc)) from None
     if not MIN_DEADLINE <= seconds <= MAX_DEADLINE:
-        raise _bad("deadline", "must be between 1 second and 400 days")
+        raise _bad(name, "must be between 1 second and 400 days")
     return seconds
+
+
+def _required(value: object, approvers: int, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _bad(name, "must be a whole number")
+    if not 1 <= value <= approvers:
+        raise _bad(name, f"must be between 1 and the number of approvers ({approvers})")
+    return value
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(name, "must be true or false")
+    return value
+
+
+def _remind(value: object, deadline: int) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise _bad("remind", 'must be a list of durations before the deadline, like ["24h", "1h"]')
+    if len(value) > MAX_REMINDERS:
+        raise _bad("remind", f"must hold at most {MAX_REMINDERS} reminders")
+    seconds: set[int] = set()
+    for i, item in enumerate(value):
+        try:
+            before = parse_duration(item)
+        except ValueError as exc:
+            raise _bad(f"remind[{i}]", str(exc)) from None
+        if not 1 <= before < deadline:
+            raise _bad(f"remind[{i}]", "must be at least 1 second and less than the deadline")
+        seconds.add(before)
+    return tuple(sorted(seconds, reverse=True))
+
+
+def _on_expiry(value: object, approvers: tuple[str, ...]) -> Escalation:
+    if value in ("expire", "approve", "reject"):
+        return Escalation(str(value))
+    if not isinstance(value, Mapping) or value.get("action") != "escalate":
+        raise _bad(
+            "on_expiry",
+            'must be "expire", "approve", "reject" or {"action": "escalate", "to": [...], "deadline": "1d"}',
+        )
+    for name in value:
+        if name not in ("action", "to", "deadline", "required"):
+            raise _bad(f"on_expiry.{name}", "unknown field")
+    if "to" not in value or "deadline" not in value:
+        raise _bad("on_expiry", "escalate needs 'to' and 'deadline'")
+    to = value["to"]
+    if not isinstance(to, list) or not 1 <= len(to) <= MAX_APPROVERS:
+        raise _bad("on_expiry.to", f"must hold 1 to {MAX_APPROVERS} addresses")
+    escalated = _approvers_named(to, "on_expiry.to")
+    return Escalation(
+        "escalate",
+        escalated,
+        _deadline(value["deadline"], "on_expiry.deadline"),
+        _required(value.get("required", 1), len(escalated), "on_expiry.required"),
+    )
+
+
+def _notify(value: object) -> tuple[Channel, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= len(CHANNEL_TYPES):
+        raise _bad("notify", 'must be a list of channels like [{"type": "email"}]')
+    channels: list[Channel] = []
+    for i, item in enumerate(value):
+        name = f"notify[{i}]"
+        if not isinstance(item, Mapping) or item.get("type") not in CHANNEL_TYPES:
+            raise _bad(name, f"must be an object with a type of {', '.join(CHANNEL_TYPES)}")
+        kind = str(item["type"])
+        for key in item:
+            if key not in ("type", "url"):
+                raise _bad(f"{name}.{key}", "unknown field")
+        url = item.get("url")
+        if kind == "email":
+            if url is not None:
+                raise _bad(f"{name}.url", "email takes no url")
+        elif not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > 2000:
+            raise _bad(f"{name}.url", "must be an http(s) URL")
+        if any(c.type == kind for c in channels):
+            raise _bad(name, f"duplicate channel {kind}")
+        channels.append(Channel(kind, url if kind != "email" else None))
+    return tuple(channels)
 
 
 def _depth(value: object) -> int:

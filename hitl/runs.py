@@ -16,6 +16,9 @@ from resonate.connections.sse import resolve_target
 from resonate.promises import Promises
 from resonate.types import PromiseRecord, TaskData, Value
 
+#: Tag naming the function a hitl run executes, so runs can be searched by kind.
+KIND_TAG = "hitl:func"
+
 
 async def create(
     promises: Promises,
@@ -41,6 +44,7 @@ async def create(
         "resonate:parent": parent or id,
         "resonate:scope": "global",
         "resonate:target": resolve_target(group),
+        KIND_TAG: func,
     }
     if not_before is not None:
         tags["resonate:delay"] = str(not_before)

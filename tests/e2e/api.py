@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from hitl import tokens, webhook
+from hitl import policy, tokens, webhook
+from hitl.request import ApprovalRequest
 from hitl.notifier import link
 from hitl.smtpsink import links_in, read_inbox
 from hitl.stack import Stack, wait_until
@@ -79,6 +80,8 @@ class Api:
         self.target = target if isinstance(target, Target) else Target.local(target)
         self.start_url = target.start_url
         self.unblock_url = target.unblock_url
+        #: The requests started through this API, by workflow id.
+        self.started: dict[str, dict[str, Any]] = {}
 
     # -- start ------------------------------------------------------------------------
 
@@ -93,6 +96,8 @@ class Api:
         }
 
     def start(self, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> requests.Response:
+        if isinstance(body, dict) and isinstance(body.get("workflow_id"), str):
+            self.started.setdefault(body["workflow_id"], body)
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = {"Content-Type": "application/json", **self.target.headers, **(headers or {})}
         if self.target.webhook_secret:
@@ -126,14 +131,19 @@ class Api:
         """The approve/reject links of the email to ``approver`` about ``workflow_id``.
 
         Against a deployment (no inbox to read) the links are minted with the signing key
-        for the run's decision promise, ``<workflow_id>:1``, once the run exists.
+        for the approver's vote promise (its id follows from the request), once it exists.
         """
         if self.target.inbox is None:
-            links = self.mint_links(f"{workflow_id}:1", approver)
+            links = self.mint_links(self.vote_id(workflow_id, approver), approver)
             wait_until(lambda: self.open(links["approve"]).status_code != 404, timeout=timeout, what="the run's decision promise")
             return links
         messages = wait_until(lambda: self.emails(workflow_id, approver), timeout=timeout, what=f"email for {workflow_id}")
         return links_in(messages[0])
+
+    def vote_id(self, workflow_id: str, approver: str, round: int = 0) -> str:
+        """The id of ``approver``'s vote promise in a request started through this API."""
+        lay = policy.layout(ApprovalRequest.from_json(self.started[workflow_id]))
+        return lay.rounds[round].vote_of(approver)
 
     def mint_links(self, promise_id: str, approver: str, expires_at: int | None = None) -> dict[str, str]:
         key = self.target.signing_key.encode()

@@ -53,7 +53,8 @@ def test_the_email_has_both_parts_and_links(api: Api, local: None) -> None:
     html = message.get_body(("html",)).get_content()
     assert "Approve" in html and "Reject" in html
     links = api.wait_email(body["workflow_id"])
-    assert claims_of(token_of(links["approve"]))[:3] == [f"{body['workflow_id']}:1", "alice@example.com", "approve"]
+    vote = api.vote_id(body["workflow_id"], "alice@example.com")
+    assert claims_of(token_of(links["approve"]))[:3] == [vote, "alice@example.com", "approve"]
 
 
 def test_duplicate_start_is_one_run_and_one_email(api: Api, local: None) -> None:
@@ -121,10 +122,11 @@ def test_bad_tokens_are_refused_and_change_nothing(api: Api) -> None:
         "garbage": "%%%not-a-token%%%",
         "expired": tokens.sign(
             api.target.signing_key.encode(),
-            tokens.Claims(f"{body['workflow_id']}:1", "alice@example.com", "approve", int(time.time()) - 1),
+            tokens.Claims(api.vote_id(body["workflow_id"], "alice@example.com"), "alice@example.com", "approve", int(time.time()) - 1),
         ),
         "other key": tokens.sign(
-            b"k" * 48, tokens.Claims(f"{body['workflow_id']}:1", "alice@example.com", "approve", int(time.time()) + 600)
+            b"k" * 48,
+            tokens.Claims(api.vote_id(body["workflow_id"], "alice@example.com"), "alice@example.com", "approve", int(time.time()) + 600),
         ),
     }
     for name, value in bad.items():
@@ -136,7 +138,7 @@ def test_bad_tokens_are_refused_and_change_nothing(api: Api) -> None:
 
 
 def test_unknown_promise_is_404(api: Api) -> None:
-    claims = tokens.Claims(f"{unique()}:1", "alice@example.com", "approve", int(time.time()) + 600)
+    claims = tokens.Claims(f"{unique()}:3", "alice@example.com", "approve", int(time.time()) + 600)
     token = tokens.sign(api.target.signing_key.encode(), claims)
     assert api.open(f"{api.unblock_url}?token={token}").status_code == 404
     assert api.submit(token).status_code == 404
