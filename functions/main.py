@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from hitl import logs, operations, pages, tokens, webhook
 from hitl.clock import now_ms
-from hitl.request import MAX_BODY_BYTES, RequestError, parse_cancel, parse_start, validate_workflow_id
+from hitl.request import MAX_BODY_BYTES, ApprovalRequest, RequestError, parse_cancel, parse_start, validate_workflow_id
 from hitl.settings import StartSettings, UnblockSettings
 
 logger = logging.getLogger("hitl.functions")
@@ -106,6 +106,7 @@ async def start(request: Request) -> Response:
             return await _cancel(request, body, settings, client)
         try:
             req = parse_start(body, request.headers.get("content-type"))
+            _check_channels(req, settings)
         except RequestError as exc:
             return _json(exc.status, exc.to_json())
         with logs.bind(workflow_id=req.workflow_id):
@@ -117,6 +118,18 @@ async def start(request: Request) -> Response:
                 return _unavailable_json(exc)
             logger.info("approval started", extra={"fields": {"status": run.status}})
             return _json(202 if run.status == "pending" else 200, run.to_json())
+
+
+def _check_channels(req: ApprovalRequest, settings: StartSettings) -> None:
+    """Slack and webhook URLs must point at an allowed host (the worker will POST there)."""
+    from hitl.notify.http import NotifyError, check_url
+
+    for i, channel in enumerate(req.notify):
+        if channel.url is not None:
+            try:
+                check_url(channel.url, allowed_hosts=settings.hosts.for_channel(channel.type))
+            except NotifyError as exc:
+                raise RequestError(400, f"notify[{i}].url", str(exc)) from None
 
 
 async def _cancel(request: Request, body: bytes, settings: StartSettings, client: Any) -> Response:

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from urllib.parse import urlencode
 
+import logging
+
 from hitl import tokens
 from hitl.clock import iso
-from hitl.notify import email
+from hitl.notify import email, slack, webhook
+from hitl.notify.http import NotifyError, check_url
 from hitl.request import ApprovalRequest
-from hitl.settings import SmtpSettings
+from hitl.settings import ChannelHosts, SmtpSettings
+
+logger = logging.getLogger("hitl.notifier")
 
 Send = Callable[[SmtpSettings, EmailMessage], Awaitable[None]]
 
@@ -31,6 +36,9 @@ class Notifier:
     signing_key: bytes
     unblock_url: str
     smtp: SmtpSettings
+    hosts: ChannelHosts = field(default_factory=ChannelHosts)
+    notify_timeout: float = 10.0
+    webhook_secret: bytes | None = None
     send: Send = field(default=email.send)
 
     def links(self, promise_id: str, approver: str, expires_at_ms: int) -> dict[str, str]:
@@ -62,8 +70,40 @@ class Notifier:
         """Ask ``approver`` to decide (or remind them, ``reminder`` seconds before the deadline)."""
         links = self.links(promise_id, approver, deadline_at_ms)
         kind = "approval" if reminder is None else f"reminder-{reminder}"
-        if channel != "email":
-            raise NotImplementedError(f"channel {channel}")
+        deadline = iso(deadline_at_ms)
+        try:
+            if channel == "email":
+                await self._email(req, approver, links, deadline, email.message_id_for(promise_id, approver, kind), reminder)
+            elif channel == "slack":
+                assert url is not None
+                payload = slack.slack_message(
+                    approver=approver, subject=req.subject, details=req.details, approve_url=links["approve"],
+                    reject_url=links["reject"], deadline_at_iso=deadline, reminder=reminder is not None,
+                )  # fmt: skip
+                await slack.post_slack(check_url(url, allowed_hosts=self.hosts.slack), payload, timeout=self.notify_timeout)
+            elif channel == "webhook":
+                assert url is not None
+                event = webhook.webhook_event(
+                    kind="approval.requested" if reminder is None else "approval.reminder",
+                    workflow_id=req.workflow_id, approver=approver, subject=req.subject, details=req.details,
+                    approve_url=links["approve"], reject_url=links["reject"], deadline_at_iso=deadline,
+                    idempotency_key=email.message_id_for(promise_id, approver, f"webhook-{kind}"),
+                )  # fmt: skip
+                await webhook.post_webhook(
+                    check_url(url, allowed_hosts=self.hosts.webhook), event, secret=self.webhook_secret,
+                    timeout=self.notify_timeout,
+                )  # fmt: skip
+            else:
+                raise ValueError(f"unknown channel {channel!r}")
+        except (NotifyError, email.EmailError) as exc:
+            if not exc.permanent:
+                raise  # the durable step retries with backoff
+            # Retrying cannot help (refused URL, 4xx, bad address): record it and go on.
+            logger.error("notification failed for good", extra={"fields": {"channel": channel, "error": str(exc)}})
+
+    async def _email(
+        self, req: ApprovalRequest, approver: str, links: dict[str, str], deadline: str, message_id: str, reminder: int | None
+    ) -> None:
         message = email.compose(
             sender=self.smtp.sender,
             approver=approver,
@@ -71,8 +111,8 @@ class Notifier:
             details=req.details,
             approve_url=links["approve"],
             reject_url=links["reject"],
-            deadline_at_iso=iso(deadline_at_ms),
-            message_id=email.message_id_for(promise_id, approver, kind),
+            deadline_at_iso=deadline,
+            message_id=message_id,
             reminder=reminder is not None,
         )
         await self.send(self.smtp, message)

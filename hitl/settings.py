@@ -29,6 +29,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "HITL_WORKER_GROUP",
         "HITL_SERVER_TIMEOUT",
         "HITL_WEBHOOK_SECRET",
+        "HITL_SLACK_ALLOWED_HOSTS",
+        "HITL_WEBHOOK_ALLOWED_HOSTS",
         "HITL_LOG_FORMAT",
     ),
     "unblock": (
@@ -46,6 +48,10 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "HITL_UNBLOCK_URL",
         "HITL_TASK_TTL",
         "HITL_SSE_TIMEOUT",
+        "HITL_SLACK_ALLOWED_HOSTS",
+        "HITL_WEBHOOK_ALLOWED_HOSTS",
+        "HITL_NOTIFY_TIMEOUT",
+        "HITL_NOTIFY_WEBHOOK_SECRET",
         "HITL_LOG_FORMAT",
         "SMTP_HOST",
         "SMTP_PORT",
@@ -59,7 +65,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 
 #: The secrets among them: never logged, delivered from Secret Manager in production.
 SECRET_VARS = frozenset(
-    {"RESONATE_TOKEN", "HITL_SIGNING_KEY", "HITL_WEBHOOK_SECRET", "SMTP_PASSWORD"}
+    {"RESONATE_TOKEN", "HITL_SIGNING_KEY", "HITL_WEBHOOK_SECRET", "HITL_NOTIFY_WEBHOOK_SECRET", "SMTP_PASSWORD"}
 )
 
 MIN_SIGNING_KEY_BYTES = 32
@@ -149,10 +155,23 @@ class ResonateSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelHosts:
+    """Where Slack and webhook notifications may be sent (the URLs come from requests)."""
+
+    slack: frozenset[str] = frozenset({"hooks.slack.com"})
+    #: Empty: no webhook URL is accepted until the operator lists hosts.
+    webhook: frozenset[str] = frozenset()
+
+    def for_channel(self, channel: str) -> frozenset[str]:
+        return self.slack if channel == "slack" else self.webhook
+
+
+@dataclass(frozen=True, slots=True)
 class StartSettings:
     resonate: ResonateSettings
     #: When set, every POST must carry a valid ``X-Hitl-Signature`` header.
     webhook_secret: bytes | None = None
+    hosts: ChannelHosts = ChannelHosts()
     log_format: LogFormat = "json"
 
     @classmethod
@@ -162,6 +181,7 @@ class StartSettings:
         return cls(
             resonate=_resonate(r),
             webhook_secret=secret.encode() if secret else None,
+            hosts=_hosts(r),
             log_format=r.log_format(),
         )
 
@@ -205,6 +225,11 @@ class WorkerSettings:
     task_ttl: timedelta = timedelta(seconds=60)
     #: Longest life of one SSE poll connection before it is reopened.
     sse_timeout: float = 240.0
+    hosts: ChannelHosts = ChannelHosts()
+    #: Seconds one Slack or webhook POST may take.
+    notify_timeout: float = 10.0
+    #: Signs outgoing webhook events (``X-Hitl-Signature``) when set.
+    notify_webhook_secret: bytes | None = None
     log_format: LogFormat = "json"
 
     @classmethod
@@ -229,6 +254,9 @@ class WorkerSettings:
             port=_port(r, "PORT", 8080),
             task_ttl=timedelta(seconds=r.number("HITL_TASK_TTL", 60.0, minimum=1.0)),
             sse_timeout=r.number("HITL_SSE_TIMEOUT", 240.0, minimum=0.0),
+            hosts=_hosts(r),
+            notify_timeout=r.number("HITL_NOTIFY_TIMEOUT", 10.0),
+            notify_webhook_secret=(r.get("HITL_NOTIFY_WEBHOOK_SECRET") or "").encode() or None,
             log_format=r.log_format(),
         )
 
@@ -249,6 +277,21 @@ def _resonate(r: _Reader) -> ResonateSettings:
         group=group,
         timeout=timeout,
     )
+
+
+def _hosts(r: _Reader) -> ChannelHosts:
+    from hitl.notify.http import parse_allowed_hosts
+
+    default = ChannelHosts()
+    try:
+        slack = parse_allowed_hosts(r.get("HITL_SLACK_ALLOWED_HOSTS"), default.slack)
+    except ValueError as exc:
+        raise ConfigError("HITL_SLACK_ALLOWED_HOSTS", str(exc)) from None
+    try:
+        webhook = parse_allowed_hosts(r.get("HITL_WEBHOOK_ALLOWED_HOSTS"), default.webhook)
+    except ValueError as exc:
+        raise ConfigError("HITL_WEBHOOK_ALLOWED_HOSTS", str(exc)) from None
+    return ChannelHosts(slack, webhook)
 
 
 def _port(r: _Reader, var: str, default: int) -> int:

@@ -38,10 +38,12 @@ resource "google_cloudfunctions2_function" "start" {
     service_account_email            = google_service_account.start.email
 
     environment_variables = {
-      RESONATE_URL        = google_cloud_run_v2_service.server.uri
-      HITL_WORKER_GROUP   = var.worker_group
-      HITL_SERVER_TIMEOUT = tostring(var.server_timeout)
-      HITL_LOG_FORMAT     = var.log_format
+      RESONATE_URL               = google_cloud_run_v2_service.server.uri
+      HITL_WORKER_GROUP          = var.worker_group
+      HITL_SERVER_TIMEOUT        = tostring(var.server_timeout)
+      HITL_SLACK_ALLOWED_HOSTS   = var.slack_allowed_hosts
+      HITL_WEBHOOK_ALLOWED_HOSTS = var.webhook_allowed_hosts
+      HITL_LOG_FORMAT            = var.log_format
     }
 
     secret_environment_variables {

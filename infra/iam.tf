@@ -168,3 +168,9 @@ resource "google_cloud_run_v2_service_iam_binding" "start_invoker" {
 }
 
 # The worker has no invoker at all: ingress is internal and nothing calls it.
+
+resource "google_secret_manager_secret_iam_binding" "notify_webhook" {
+  secret_id = google_secret_manager_secret.notify_webhook.id
+  role      = "roles/secretmanager.secretAccessor"
+  members   = ["serviceAccount:${google_service_account.worker.email}"]
+}

@@ -60,6 +60,29 @@ resource "google_secret_manager_secret_version" "signing_key" {
   secret_data = random_password.signing_key.result
 }
 
+resource "random_password" "notify_webhook" {
+  # HITL_NOTIFY_WEBHOOK_SECRET: signs the events the worker POSTs to webhook
+  # channels (X-Hitl-Signature), so receivers can check they came from hitl.
+  length  = 48
+  special = false
+}
+
+resource "google_secret_manager_secret" "notify_webhook" {
+  secret_id = "${var.name_prefix}-notify-webhook-secret"
+  labels    = { component = "worker" }
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_version" "notify_webhook" {
+  secret      = google_secret_manager_secret.notify_webhook.id
+  secret_data = random_password.notify_webhook.result
+}
+
 resource "random_password" "webhook" {
   count = local.start_webhook ? 1 : 0
 

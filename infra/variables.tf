@@ -249,6 +249,33 @@ variable "worker_sse_timeout" {
 }
 
 # ---------------------------------------------------------------------------
+# Slack and webhook notifications (start validates, the worker posts)
+# ---------------------------------------------------------------------------
+
+variable "slack_allowed_hosts" {
+  description = "Hosts Slack incoming-webhook URLs in requests may point at (HITL_SLACK_ALLOWED_HOSTS, comma-separated; '.example.com' allows subdomains)."
+  type        = string
+  default     = "hooks.slack.com"
+}
+
+variable "webhook_allowed_hosts" {
+  description = "Hosts plain JSON webhook URLs in requests may point at (HITL_WEBHOOK_ALLOWED_HOSTS). Empty refuses every webhook URL."
+  type        = string
+  default     = ""
+}
+
+variable "notify_timeout" {
+  description = "Seconds one Slack or webhook POST may take (HITL_NOTIFY_TIMEOUT)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.notify_timeout > 0 && var.notify_timeout <= 60
+    error_message = "notify_timeout must be between 0 (exclusive) and 60 seconds."
+  }
+}
+
+# ---------------------------------------------------------------------------
 # Email (worker)
 # ---------------------------------------------------------------------------
 

@@ -81,6 +81,27 @@ resource "google_cloud_run_v2_service" "worker" {
         value = tostring(var.worker_sse_timeout)
       }
       env {
+        name  = "HITL_SLACK_ALLOWED_HOSTS"
+        value = var.slack_allowed_hosts
+      }
+      env {
+        name  = "HITL_WEBHOOK_ALLOWED_HOSTS"
+        value = var.webhook_allowed_hosts
+      }
+      env {
+        name  = "HITL_NOTIFY_TIMEOUT"
+        value = tostring(var.notify_timeout)
+      }
+      env {
+        name = "HITL_NOTIFY_WEBHOOK_SECRET"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.notify_webhook.secret_id
+            version = google_secret_manager_secret_version.notify_webhook.version
+          }
+        }
+      }
+      env {
         name  = "HITL_LOG_FORMAT"
         value = var.log_format
       }

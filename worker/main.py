@@ -38,7 +38,16 @@ DRAIN_SECONDS = 8.0
 def build(settings: WorkerSettings) -> Resonate:
     """The worker's client with the approval workflow and its dependencies registered."""
     resonate = polling(settings.resonate, ttl=settings.task_ttl, sse_timeout=settings.sse_timeout)
-    resonate.with_dependency(Notifier(settings.signing_key, settings.unblock_url, settings.smtp))
+    resonate.with_dependency(
+        Notifier(
+            settings.signing_key,
+            settings.unblock_url,
+            settings.smtp,
+            hosts=settings.hosts,
+            notify_timeout=settings.notify_timeout,
+            webhook_secret=settings.notify_webhook_secret,
+        )
+    )
     resonate.with_dependency(resonate.promises)
     resonate.with_dependency(approval.Group(settings.resonate.group))
     approval.register(resonate)

@@ -1,0 +1,237 @@
+"""Outgoing HTTP for the Slack and webhook notifiers: URL checks, one POST, error classes.
+
+The URLs come from the body of a ``start`` call, so the worker would POST
+wherever a caller says: :func:`check_url` holds them to an allowlist of
+hosts (server-side request forgery), and :func:`post_json` never follows a
+redirect away from the checked host.
+
+A Slack incoming-webhook URL is itself a secret (its path is the
+credential), and the bodies carry the signed approval links: neither is
+logged nor put into an exception message. Only the host and the status are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import ssl
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import aiohttp
+import yarl
+
+__all__ = [
+    "MAX_URL_CHARS",
+    "NotifyError",
+    "check_link",
+    "check_url",
+    "host_of",
+    "parse_allowed_hosts",
+    "parse_deadline",
+    "post_json",
+]
+
+log = logging.getLogger(__name__)
+
+#: Longest notification URL accepted (Slack's are about 80 characters).
+MAX_URL_CHARS = 2000
+#: Longest approval link accepted (Slack's limit on a button's ``url``).
+MAX_LINK_CHARS = 3000
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f\\]")
+_HOST_ENTRY = re.compile(r"\.?[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:]+")
+#: A response body shown in an error: Slack's short error codes (``invalid_payload``) only.
+_ERROR_CODE = re.compile(r"[a-z][a-z_]{0,63}")
+
+
+class NotifyError(Exception):
+    """A notification could not be sent, or its URL is not acceptable.
+
+    ``permanent``: retrying unchanged will not help (a refused URL, a 4xx
+    other than 408 and 429, a redirect, a certificate that does not verify).
+    Otherwise (5xx, 408, 429, timeouts, connection errors) a retry may.
+    ``status`` is the HTTP status when there was an answer.
+    """
+
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.status = status
+
+
+def parse_allowed_hosts(raw: str | None, default: Iterable[str] = ()) -> frozenset[str]:
+    """The host allowlist in ``raw`` (comma- or space-separated), or ``default`` when unset.
+
+    Entries are lowercased; ``.example.com`` (leading dot) allows every
+    subdomain of ``example.com`` (not ``example.com`` itself); IPv6 literals
+    are written in brackets. Raises :class:`ValueError` on a malformed entry.
+    """
+    if raw is None or not raw.strip():
+        return frozenset(h.lower() for h in default)
+    hosts = frozenset(part.lower() for part in re.split(r"[\s,]+", raw.strip()) if part)
+    for host in hosts:
+        if not _HOST_ENTRY.fullmatch(host) or ".." in host:
+            raise ValueError(f"not a host name: {host!r}")
+    return hosts
+
+
+def check_url(url: str, *, allowed_hosts: frozenset[str]) -> str:
+    """Return ``url`` unchanged if the worker may POST to it, else raise :class:`NotifyError`.
+
+    It must be ``https`` (``http`` only to a loopback host that is itself in
+    ``allowed_hosts``, for local development and tests), carry no user
+    information, and name a host in ``allowed_hosts``: an exact entry, or a
+    ``.suffix`` entry matching any subdomain. Messages name the host at
+    most, never the path or query. Errors are ``permanent``.
+    """
+    if not isinstance(url, str) or not url:
+        raise _refused("the URL is empty")
+    if len(url) > MAX_URL_CHARS:
+        raise _refused(f"the URL is longer than {MAX_URL_CHARS} characters")
+    if _CONTROL_OR_SPACE.search(url):
+        raise _refused("the URL contains whitespace, control characters or backslashes")
+    try:
+        # Checked with both the standard parser and yarl (what aiohttp sends with):
+        # a URL on which they disagree is refused rather than guessed at.
+        parts = urlsplit(url)
+        parsed = yarl.URL(url)
+        std_host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise _refused("the URL is malformed") from None
+    scheme = (parsed.scheme or "").lower()
+    if scheme not in ("https", "http"):
+        raise _refused("the URL must be https")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise _refused("the URL must not carry a user name or password")
+    if parsed.user is not None or parsed.password is not None:
+        raise _refused("the URL must not carry a user name or password")
+    host = (parsed.raw_host or "").lower()
+    if not host or not std_host:
+        raise _refused("the URL has no host")
+    if _bare(host) != _bare(std_host.lower()) and host != _idna(std_host):
+        raise _refused("the URL is malformed")
+    if not _allowed(host, allowed_hosts):
+        raise _refused(f"host {host} is not allowed")
+    if scheme == "http" and not (_is_loopback(host) and _listed_exactly(host, allowed_hosts)):
+        raise _refused(f"the URL must be https (host {host})")
+    return url
+
+
+def host_of(url: str) -> str:
+    """The host of ``url``, lowercased, for logs and messages (never the path or query)."""
+    try:
+        return (yarl.URL(url).raw_host or "?").lower()
+    except (ValueError, TypeError):
+        return "?"
+
+
+async def post_json(
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    what: str = "notification",
+) -> int:
+    """POST the JSON ``body`` to ``url`` once; return the (2xx) status.
+
+    Does not follow redirects, ignores proxy settings from the environment,
+    and raises :class:`NotifyError` on anything but a 2xx answer. ``what``
+    names the message in logs and errors (``"slack message"``).
+    """
+    host = host_of(url)
+    sent_headers = {"Content-Type": "application/json", **(headers or {})}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False) as session,
+            session.post(url, data=body, headers=sent_headers, allow_redirects=False) as response,
+        ):
+            status = response.status
+            answer = await response.content.read(256) if not 200 <= status < 300 else b""
+    except aiohttp.InvalidURL:
+        raise NotifyError(f"sending the {what} to {host} failed: invalid URL", permanent=True) from None
+    except (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError):
+        raise NotifyError(
+            f"sending the {what} to {host} failed: its TLS certificate does not verify", permanent=True
+        ) from None
+    except TimeoutError:
+        raise NotifyError(f"sending the {what} to {host} failed: timed out after {timeout:g}s", permanent=False) from None
+    except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+        # No chaining, no str(exc): aiohttp puts the full URL into some of its messages.
+        raise NotifyError(f"sending the {what} to {host} failed: {type(exc).__name__}", permanent=False) from None
+    if not 200 <= status < 300:
+        code = answer.decode("ascii", "replace").strip()
+        detail = f" ({code})" if _ERROR_CODE.fullmatch(code) else ""
+        raise NotifyError(
+            f"sending the {what} to {host} failed: HTTP {status}{detail}",
+            permanent=_is_permanent(status),
+            status=status,
+        )
+    log.info(f"{what} sent", extra={"fields": {"host": host, "status": status}})
+    return status
+
+
+def check_link(name: str, url: str) -> None:
+    """Raise :class:`ValueError` unless ``url`` is an absolute http(s) approval link."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or len(url) > MAX_LINK_CHARS
+        or _CONTROL_OR_SPACE.search(url)
+    ):
+        raise ValueError(f"{name} must be an absolute http(s) URL")
+
+
+def parse_deadline(deadline_at_iso: str) -> datetime:
+    """``deadline_at_iso`` as an aware datetime; :class:`ValueError` without a timezone."""
+    deadline = datetime.fromisoformat(deadline_at_iso)
+    if deadline.tzinfo is None:
+        raise ValueError(f"deadline_at_iso must carry a timezone, got {deadline_at_iso!r}")
+    return deadline
+
+
+def _is_permanent(status: int) -> bool:
+    if status in (408, 429) or status >= 500:
+        return False
+    return True  # 3xx (not followed) and the other 4xx
+
+
+def _refused(reason: str) -> NotifyError:
+    return NotifyError(f"notification URL refused: {reason}", permanent=True)
+
+
+def _bare(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _idna(host: str) -> str:
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return ""
+
+
+def _listed_exactly(host: str, allowed: frozenset[str]) -> bool:
+    return host in allowed or f"[{host}]" in allowed or _bare(host) in allowed
+
+
+def _allowed(host: str, allowed: frozenset[str]) -> bool:
+    if _listed_exactly(host, allowed):
+        return True
+    return any(entry.startswith(".") and len(entry) > 1 and host.endswith(entry) for entry in allowed)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(_bare(host)).is_loopback
+    except ValueError:
+        return False
