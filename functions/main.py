@@ -185,7 +185,12 @@ def _error(status: int, title: str, message: str, **headers: str) -> HTMLRespons
 
 _INVALID_LINK = (403, "This link is not valid", "The link is incomplete, altered or has expired. Use the newest message you received.")
 _UNKNOWN = (404, "Request not found", "There is no approval request for this link.")
-_UNAVAILABLE = (503, "Try again in a moment", "The approval service is briefly unavailable. Your decision was not recorded.")
+_UNAVAILABLE = (
+    503,
+    "Try again in a moment",
+    "The approval service is briefly unavailable, so your decision may not have been recorded. "
+    "Open the link again in a moment: it shows whether it was.",
+)
 _CANCELED = (410, "This request was canceled", "The requester canceled it; there is nothing left to decide.")
 
 

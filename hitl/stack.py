@@ -50,13 +50,18 @@ class Proc:
         self.args = args
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        #: Where this process's output starts (a restart appends to the same log).
+        self._offset = self._log.tell()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
             args, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """What this process has printed (not earlier runs logged to the same file)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._offset)
+            return f.read().decode(errors="replace")
 
     def wait_for_line(self, prefix: str, timeout: float = 15.0) -> str:
         def find() -> str | None:
