@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,7 +21,7 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from hitl import logs, operations, pages, tokens, webhook
+from hitl import logs, operations, pages, policy, tokens, webhook
 from hitl.clock import now_ms
 from hitl.request import MAX_BODY_BYTES, ApprovalRequest, RequestError, parse_cancel, parse_start, validate_workflow_id
 from hitl.settings import StartSettings, UnblockSettings
@@ -277,17 +276,14 @@ async def _decide(request: Request, settings: UnblockSettings, client: Any) -> R
     comment = form.get("comment", "").strip()
     if len(comment) > MAX_COMMENT_CHARS:
         return _error(400, "Comment too long", f"Keep the comment under {MAX_COMMENT_CHARS} characters.")
-    at = now_ms()
-    value = {
-        "decision": "approved" if claims.decision == "approve" else "rejected",
-        "by": claims.approver,
-        "comment": comment,
-        "decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at / 1000)),
-        "at": at,
-        "ip": _client_ip(request),
-        "user_agent": request.headers.get("user-agent", "")[:300],
-        "click": secrets.token_hex(8),
-    }
+    value = policy.vote_value(
+        approve=claims.decision == "approve",
+        by=claims.approver,
+        comment=comment,
+        at_ms=now_ms(),
+        ip=_client_ip(request),
+        user_agent=request.headers.get("user-agent", ""),
+    )
     with logs.bind(workflow_id=claims.promise_id.split(":", 1)[0], promise_id=claims.promise_id):
         try:
             outcome, found = await operations.decide(client, claims.promise_id, value, timeout=settings.resonate.timeout)

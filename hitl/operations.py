@@ -143,7 +143,10 @@ async def status(client: Resonate, workflow_id: str, *, timeout: float) -> RunSt
     return RunStatus.of(record)
 
 
-async def _request(client: Resonate, workflow_id: str, timeout: float) -> tuple[PromiseRecord, ApprovalRequest] | None:
+async def request_of(
+    client: Resonate, workflow_id: str, *, timeout: float
+) -> tuple[PromiseRecord, ApprovalRequest] | None:
+    """The run ``workflow_id`` and the request it was started with, or ``None``."""
     root = await _get(client, workflow_id, timeout)
     data = root.param.data if root is not None else None
     if root is None or not isinstance(data, dict) or data.get("func") != approval.WORKFLOW or not data.get("args"):
@@ -153,7 +156,7 @@ async def _request(client: Resonate, workflow_id: str, timeout: float) -> tuple[
 
 async def read(client: Resonate, vote_id: str, *, timeout: float) -> Approval | None:
     """The request behind ``vote_id`` as its approver sees it, or ``None`` when there is none."""
-    found = await _request(client, origin_of(vote_id), timeout)
+    found = await request_of(client, origin_of(vote_id), timeout=timeout)
     if found is None:
         return None
     root, req = found
@@ -204,7 +207,7 @@ async def cancel(
 ) -> tuple[bool, RunStatus] | None:
     """Cancel a pending request: ``(True, status)`` if this canceled it, ``(False, status)``
     if it had already ended, ``None`` if there is no such request."""
-    found = await _request(client, workflow_id, timeout)
+    found = await request_of(client, workflow_id, timeout=timeout)
     if found is None:
         return None
     root, req = found

@@ -14,9 +14,11 @@ asks ``on_expiry.to`` with its own deadline.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from hitl.clock import iso
 from hitl.request import ApprovalRequest
 
 #: Keys of the values the promises are settled with.
@@ -76,6 +78,24 @@ def layout(req: ApprovalRequest) -> Layout:
         seq += len(approvers)
         rounds.append(Round(i, f"{wf}:{2 + i}", approvers, votes, required, veto, seconds, remind))
     return Layout(wf, f"{wf}:1", tuple(rounds))
+
+
+def vote_value(*, approve: bool, by: str, comment: str, at_ms: int, ip: str, user_agent: str) -> dict[str, Any]:
+    """An approver's vote as stored in their vote promise: the decision and its audit trail.
+
+    ``click`` makes two submissions distinguishable, so the edge can tell
+    whether the stored vote is the one it just sent.
+    """
+    return {
+        "decision": "approved" if approve else "rejected",
+        "by": by,
+        "comment": comment,
+        "decided_at": iso(at_ms),
+        "at": at_ms,
+        "ip": ip,
+        "user_agent": user_agent[:300],
+        "click": secrets.token_hex(8),
+    }
 
 
 def is_vote(value: Any) -> bool:
