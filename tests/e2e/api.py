@@ -95,14 +95,17 @@ class Api:
             **fields,
         }
 
-    def start(self, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> requests.Response:
+    def start(
+        self, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None, path: str = ""
+    ) -> requests.Response:
+        """POST ``body`` to ``start`` (``path="cancel"`` for a cancel)."""
         if isinstance(body, dict) and isinstance(body.get("workflow_id"), str):
             self.started.setdefault(body["workflow_id"], body)
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = {"Content-Type": "application/json", **self.target.headers, **(headers or {})}
         if self.target.webhook_secret:
             sent[webhook.HEADER] = webhook.sign(self.target.webhook_secret.encode(), data, int(time.time()))
-        return requests.post(self.start_url, data=data, headers=sent, timeout=TIMEOUT)
+        return requests.post(self.start_url + path, data=data, headers=sent, timeout=TIMEOUT)
 
     def status(self, workflow_id: str) -> requests.Response:
         return requests.get(
