@@ -215,14 +215,16 @@ def _verify(settings: UnblockSettings, token: str | None) -> tokens.Claims | Non
         return None
 
 
-def _ended(found: operations.Approval) -> HTMLResponse | None:
-    """The page for a request this approver can no longer decide, else ``None``."""
+def _ended(found: operations.Approval, *, refused: bool = False) -> HTMLResponse | None:
+    """The page for a request this approver can no longer decide, else ``None``
+    (``refused``: it answers a decision that was just submitted and did not count)."""
+    subject = found.request.subject
     if found.voted is not None:
-        return _page(409, pages.conflict_page(found.voted, subject=found.request.subject))
+        return _page(409, pages.conflict_page(found.voted, subject=subject, refused=refused))
     if found.cancel is not None:
         return _error(*_CANCELED)
     if found.closed is not None:
-        return _page(409, pages.conflict_page(found.closed, subject=found.request.subject))
+        return _page(409, pages.conflict_page(found.closed, subject=subject, refused=refused))
     return None
 
 
@@ -273,7 +275,8 @@ async def _decide(request: Request, settings: UnblockSettings, client: Any) -> R
     claims = _verify(settings, form.get("token"))
     if claims is None:
         return _error(*_INVALID_LINK)
-    comment = form.get("comment", "").strip()
+    # Browsers send a textarea's line breaks as CRLF: count them as the box did.
+    comment = form.get("comment", "").replace("\r\n", "\n").replace("\r", "\n").strip()
     if len(comment) > MAX_COMMENT_CHARS:
         return _error(400, "Comment too long", f"Keep the comment under {MAX_COMMENT_CHARS} characters.")
     value = policy.vote_value(
@@ -293,7 +296,7 @@ async def _decide(request: Request, settings: UnblockSettings, client: Any) -> R
             return _error(*_UNKNOWN)
         if outcome != "recorded":
             logger.info("decision refused", extra={"fields": {"reason": outcome, "by": claims.approver}})
-            return _ended(found) or _error(409, "Already decided", "This request was already decided.")
+            return _ended(found, refused=True) or _error(409, "Already decided", "This request was already decided.")
         logger.info(
             "decision recorded",
             extra={

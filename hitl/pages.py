@@ -86,10 +86,11 @@ def done_page(decision: Mapping[str, Any], *, subject: str | None = None) -> str
     return _render("page_done.html", title=summary["label"], summary=summary, subject=subject)
 
 
-def conflict_page(decision: Mapping[str, Any], *, subject: str | None = None) -> str:
-    """The answer (409) to a decision on a request that was already decided (or expired)."""
+def conflict_page(decision: Mapping[str, Any], *, subject: str | None = None, refused: bool = False) -> str:
+    """The answer (409) for a request that was already decided (or expired); ``refused``
+    when it answers a submitted decision that therefore did not count."""
     return _render(
-        "page_conflict.html", title="Already decided", summary=_summary(decision), subject=subject
+        "page_conflict.html", title="Already decided", summary=_summary(decision), subject=subject, refused=refused
     )
 
 
