@@ -29,7 +29,6 @@ from hitl.settings import StartSettings, UnblockSettings
 logger = logging.getLogger("hitl.functions")
 
 RETRY_AFTER = "5"
-MAX_COMMENT_CHARS = pages.MAX_COMMENT_CHARS
 MAX_FORM_BYTES = 16_384
 
 
@@ -275,10 +274,10 @@ async def _decide(request: Request, settings: UnblockSettings, client: Any) -> R
     claims = _verify(settings, form.get("token"))
     if claims is None:
         return _error(*_INVALID_LINK)
-    # Browsers send a textarea's line breaks as CRLF: count them as the box did.
-    comment = form.get("comment", "").replace("\r\n", "\n").replace("\r", "\n").strip()
-    if len(comment) > MAX_COMMENT_CHARS:
-        return _error(400, "Comment too long", f"Keep the comment under {MAX_COMMENT_CHARS} characters.")
+    try:
+        comment = policy.clean_comment(form.get("comment", ""))
+    except ValueError:
+        return _error(400, "Comment too long", f"Keep the comment under {policy.MAX_COMMENT_CHARS} characters.")
     value = policy.vote_value(
         approve=claims.decision == "approve",
         by=claims.approver,

@@ -154,6 +154,18 @@ async def request_of(
     return root, ApprovalRequest.from_json(data["args"][0])
 
 
+async def active_round(client: Resonate, req: ApprovalRequest, *, timeout: float) -> policy.Round:
+    """The round asking now: the first, or the next once a round's deadline passed (escalation)."""
+    lay = policy.layout(req)
+    active = lay.rounds[0]
+    for rnd in lay.rounds[:-1]:
+        deadline = await _get(client, rnd.deadline_id, timeout)
+        if deadline is None or not (isinstance(deadline.value.data, dict) and deadline.value.data.get(policy.EXPIRED)):
+            break
+        active = lay.rounds[rnd.index + 1]
+    return active
+
+
 async def read(client: Resonate, vote_id: str, *, timeout: float) -> Approval | None:
     """The request behind ``vote_id`` as its approver sees it, or ``None`` when there is none."""
     found = await request_of(client, origin_of(vote_id), timeout=timeout)
@@ -230,13 +242,7 @@ async def pending(client: Resonate, *, timeout: float, limit: int = 100) -> list
         if not isinstance(data, dict) or not data.get("args"):
             continue
         req = ApprovalRequest.from_json(data["args"][0])
-        lay = policy.layout(req)
-        active = lay.rounds[0]
-        for rnd in lay.rounds[:-1]:  # a round whose deadline passed hands over to the next
-            deadline = await _get(client, rnd.deadline_id, timeout)
-            if deadline is None or not (isinstance(deadline.value.data, dict) and deadline.value.data.get(policy.EXPIRED)):
-                break
-            active = lay.rounds[rnd.index + 1]
+        active = await active_round(client, req, timeout=timeout)
         records = await asyncio.gather(*(_get(client, id, timeout) for id in active.vote_ids))
         values = [r.value.data if r is not None else None for r in records]
         out.append((req, {"round": active.index, **policy.progress(active, values)}))

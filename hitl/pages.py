@@ -17,6 +17,8 @@ from typing import Any
 
 import jinja2
 
+from hitl.policy import MAX_COMMENT_CHARS  # the one limit, also the comment box's maxlength
+
 __all__ = [
     "HEADERS",
     "MAX_COMMENT_CHARS",
@@ -37,8 +39,6 @@ HEADERS: Mapping[str, str] = {
     ),
 }
 
-#: The comment box's ``maxlength``; the handler of the POST should enforce it too.
-MAX_COMMENT_CHARS = 2000
 #: Deeper parts of ``details`` are shown as compact JSON text.
 MAX_TABLE_DEPTH = 32
 

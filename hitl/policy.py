@@ -21,6 +21,9 @@ from typing import Any
 from hitl.clock import iso
 from hitl.request import ApprovalRequest
 
+#: Longest comment a vote may carry.
+MAX_COMMENT_CHARS = 2000
+
 #: Keys of the values the promises are settled with.
 CLOSED = "closed"
 EXPIRED = "expired"
@@ -78,6 +81,15 @@ def layout(req: ApprovalRequest) -> Layout:
         seq += len(approvers)
         rounds.append(Round(i, f"{wf}:{2 + i}", approvers, votes, required, veto, seconds, remind))
     return Layout(wf, f"{wf}:1", tuple(rounds))
+
+
+def clean_comment(raw: str) -> str:
+    """A vote's comment as the approver typed it: line breaks as ``\\n`` (browsers send a
+    textarea's as CRLF), no surrounding blanks. Raises :class:`ValueError` when too long."""
+    comment = raw.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise ValueError(f"the comment must be at most {MAX_COMMENT_CHARS} characters")
+    return comment
 
 
 def vote_value(*, approve: bool, by: str, comment: str, at_ms: int, ip: str, user_agent: str) -> dict[str, Any]:

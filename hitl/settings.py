@@ -61,6 +61,14 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "SMTP_FROM",
         "PORT",
     ),
+    # The operator CLI (hitl.cli); HITL_SIGNING_KEY only for ``hitl decide``.
+    "cli": (
+        "RESONATE_URL",
+        "RESONATE_TOKEN",
+        "HITL_WORKER_GROUP",
+        "HITL_SERVER_TIMEOUT",
+        "HITL_SIGNING_KEY",
+    ),
 }
 
 #: The secrets among them: never logged, delivered from Secret Manager in production.
@@ -199,6 +207,21 @@ class UnblockSettings:
             resonate=_resonate(r),
             signing_key=r.signing_key("HITL_SIGNING_KEY"),
             log_format=r.log_format(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CliSettings:
+    resonate: ResonateSettings
+    #: Loaded (and required) only with ``signing_key=True``: ``hitl decide``.
+    signing_key: bytes | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, signing_key: bool = False) -> CliSettings:
+        r = _Reader("cli", os.environ if env is None else env)
+        return cls(
+            resonate=_resonate(r),
+            signing_key=r.signing_key("HITL_SIGNING_KEY") if signing_key else None,
         )
 
 

@@ -1,0 +1,404 @@
+"""``hitl``: the operator's command line, over the same client code as the functions.
+
+    hitl start FILE|-                 start an approval from a JSON request body (as for ``start``)
+    hitl status WORKFLOW_ID           where a request stands (its result once decided)
+    hitl list [--limit N]             pending requests: the current round's votes, who is waiting
+    hitl decide WORKFLOW_ID --approver EMAIL (--approve|--reject) [--comment TEXT]
+                                      record an approver's vote, as their click would
+    hitl cancel WORKFLOW_ID [--reason TEXT]
+
+Every command takes ``--json`` (one JSON document on stdout, for scripts).
+Configuration comes from the environment, as for the functions: ``RESONATE_URL``
+(required), ``RESONATE_TOKEN``, ``HITL_WORKER_GROUP``, ``HITL_SERVER_TIMEOUT``, and
+``HITL_SIGNING_KEY`` for ``decide`` (an operator deciding for an approver must hold
+the key their links are signed with).
+
+Exit codes: 0 done; 1 not found or conflict (already decided, already ended);
+2 usage or configuration error; 3 the Resonate server is unavailable.
+Errors go to stderr as one line.
+
+The CLI parses, asks :mod:`hitl.operations` and prints: it never talks to the
+server itself (``functions/main.py`` is the other edge doing the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
+
+
+class Failure(Exception):
+    """Ends the command with ``code`` and one line on stderr (and ``extra`` in the JSON)."""
+
+    def __init__(self, code: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What a command answers: a JSON document and its rendering as text."""
+
+    doc: Any
+    text: str
+    code: int = OK
+    #: The one-line error for stderr when ``code`` is not 0.
+    error: str | None = None
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("hitl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def user_agent() -> str:
+    return f"hitl-cli/{version()}"
+
+
+def operator() -> str:
+    """Who runs the CLI, as recorded in a cancel: ``cli:<$USER>``."""
+    name = os.environ.get("USER", "")
+    if not name:
+        with contextlib.suppress(Exception):
+            name = getpass.getuser()
+    return f"cli:{name or 'unknown'}"
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def clean(value: Any) -> str:
+    """One printable line: stored text (comments, reasons) may hold line breaks or
+    terminal escape sequences, which must not reach the operator's terminal raw."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def fields(pairs: Sequence[tuple[str, Any]]) -> str:
+    """``name  value`` lines, values aligned."""
+    width = max((len(k) for k, _ in pairs), default=0)
+    return "\n".join(f"{k.ljust(width)}  {clean(v)}".rstrip() for k, v in pairs)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with aligned columns (the last one is not padded)."""
+    cells = [[clean(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = [headers, *cells]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def render_status(run: dict[str, Any]) -> str:
+    pairs: list[tuple[str, Any]] = [("workflow_id", run["workflow_id"]), ("status", run["status"])]
+    result = run.get("result") or {}
+    decisions = result.get("decisions") or []
+    if run["status"] == "failed":
+        pairs.append(("state", result.get("state")))
+    elif result:
+        pairs += [(k, result.get(k) if result.get(k) is not None else "-") for k in ("decision", "by", "comment", "decided_at")]
+    text = fields(pairs)
+    if decisions:
+        rows = [[d.get("decided_at"), d.get("by"), d.get("decision"), d.get("ip"), d.get("comment")] for d in decisions]
+        text += "\n\n" + table(["DECIDED_AT", "BY", "DECISION", "FROM", "COMMENT"], rows)
+    return text
+
+
+def render_progress(progress: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [
+        ("required", progress["required"]),
+        ("approved", progress["approved"]),
+        ("rejected", progress["rejected"]),
+        ("waiting", ", ".join(progress["waiting"]) or "-"),
+    ]
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def read_body(path: str) -> bytes:
+    from hitl.request import MAX_BODY_BYTES
+
+    # One byte over the limit is enough for parse_start to refuse it.
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read(MAX_BODY_BYTES + 1)
+        with Path(path).open("rb") as f:
+            return f.read(MAX_BODY_BYTES + 1)
+    except OSError as exc:
+        raise Failure(USAGE, f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def valid_id(workflow_id: str) -> str:
+    from hitl.request import RequestError, validate_workflow_id
+
+    try:
+        return validate_workflow_id(workflow_id)
+    except RequestError as exc:
+        raise Failure(USAGE, f"invalid {exc}") from None
+
+
+def not_found(workflow_id: str) -> Failure:
+    return Failure(NOT_FOUND, f"no approval with workflow_id {workflow_id!r}", workflow_id=workflow_id)
+
+
+async def cmd_start(ctx: Context, args: argparse.Namespace) -> Output:
+    from hitl import operations
+    from hitl.request import RequestError, parse_start
+
+    body = read_body(args.file)
+    try:
+        req = parse_start(body, "application/json")
+    except RequestError as exc:
+        raise Failure(USAGE, f"invalid request: {exc}", **exc.to_json()) from None
+    try:
+        run = await operations.start(ctx.client, ctx.settings.resonate.group, req, timeout=ctx.timeout)
+    except operations.IdConflict:
+        raise Failure(
+            NOT_FOUND, f"workflow_id {req.workflow_id!r} is already used by a different request", field="workflow_id"
+        ) from None
+    return Output(run.to_json(), render_status(run.to_json()))
+
+
+async def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
+    from hitl import operations
+
+    workflow_id = valid_id(args.workflow_id)
+    run = await operations.status(ctx.client, workflow_id, timeout=ctx.timeout)
+    if run is None:
+        raise not_found(workflow_id)
+    return Output(run.to_json(), render_status(run.to_json()))
+
+
+async def cmd_list(ctx: Context, args: argparse.Namespace) -> Output:
+    from hitl import operations
+
+    found = await operations.pending(ctx.client, timeout=ctx.timeout, limit=args.limit)
+    doc = [{"workflow_id": req.workflow_id, "subject": req.subject, **progress} for req, progress in found]
+    if not doc:
+        return Output(doc, "no pending approvals")
+    rows = [
+        [d["workflow_id"], d["round"], d["required"], d["approved"], d["rejected"], ", ".join(d["waiting"]) or "-", d["subject"]]
+        for d in doc
+    ]
+    text = table(["WORKFLOW_ID", "ROUND", "REQUIRED", "APPROVED", "REJECTED", "WAITING", "SUBJECT"], rows)
+    if len(doc) >= args.limit:
+        text += f"\n(the first {args.limit}; use --limit to see more)"
+    return Output(doc, text)
+
+
+async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
+    from hitl import approval, operations, policy
+    from hitl.clock import now_ms
+    from hitl.policy import vote_value
+
+    workflow_id = valid_id(args.workflow_id)
+    try:
+        comment = policy.clean_comment(args.comment or "")
+    except ValueError as exc:
+        raise Failure(USAGE, f"--comment: {exc}") from None
+    found = await operations.request_of(ctx.client, workflow_id, timeout=ctx.timeout)
+    if found is None:
+        raise not_found(workflow_id)
+    _, req = found
+    rnd = await operations.active_round(ctx.client, req, timeout=ctx.timeout)
+    wanted = args.approver.strip().casefold()
+    approver = next((a for a in rnd.approvers if a.casefold() == wanted), None)
+    if approver is None:
+        asked = {a.casefold() for r in policy.layout(req).rounds for a in r.approvers}
+        where = "in the current round" if wanted in asked else "by this request"
+        raise Failure(NOT_FOUND, f"{args.approver} is not asked {where} ({', '.join(rnd.approvers)})", workflow_id=workflow_id)
+    value = vote_value(
+        approve=args.decision == "approve",
+        by=approver,
+        comment=comment,
+        at_ms=now_ms(),
+        ip="cli",
+        user_agent=user_agent(),
+    )
+    outcome, state = await operations.decide(ctx.client, rnd.vote_of(approver), value, timeout=ctx.timeout)
+    doc: dict[str, Any] = {"workflow_id": workflow_id, "approver": approver, "outcome": outcome}
+    if outcome == "unknown" or state is None:
+        raise Failure(NOT_FOUND, f"{workflow_id!r} has no vote for {approver} yet (the run is starting); try again", **doc)
+    doc["progress"] = state.progress
+    if outcome == "recorded":
+        doc["vote"] = approval.result_of(value)
+        pairs = [("workflow_id", workflow_id), ("vote", "recorded"), *doc["vote"].items(), *render_progress(state.progress)]
+        return Output(doc, fields(pairs))
+    if outcome == "already":
+        doc["vote"] = state.voted
+        vote = state.voted or {}
+        error = f"{approver} already decided: {vote.get('decision')} at {vote.get('decided_at')}"
+    else:  # closed
+        doc["result"] = state.closed
+        ended = state.closed or {}
+        error = f"the request has ended: {ended.get('decision')}" + (f" by {ended['by']}" if ended.get("by") else "")
+    shown = doc.get("vote") or doc.get("result") or {}
+    pairs = [("workflow_id", workflow_id), ("vote", outcome), *shown.items(), *render_progress(state.progress)]
+    return Output(doc, fields(pairs), NOT_FOUND, clean(error))
+
+
+async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
+    from hitl import operations
+    from hitl.request import RequestError, parse_cancel
+
+    # The same rules as a cancel sent to the start function.
+    body = json.dumps({"workflow_id": args.workflow_id, "reason": args.reason}).encode()
+    try:
+        workflow_id, reason = parse_cancel(body, "application/json")
+    except RequestError as exc:
+        raise Failure(USAGE, f"invalid {exc}") from None
+    outcome = await operations.cancel(ctx.client, workflow_id, by=operator(), reason=reason, timeout=ctx.timeout)
+    if outcome is None:
+        raise not_found(workflow_id)
+    canceled, run = outcome
+    if not canceled:
+        doc = {"error": "the request has already ended", **run.to_json()}
+        return Output(doc, render_status(run.to_json()), NOT_FOUND, "the request has already ended")
+    doc = {"workflow_id": workflow_id, "status": "canceling"}
+    return Output(doc, fields(list(doc.items())))
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    settings: Any  # hitl.settings.CliSettings
+    client: Any  # resonate.Resonate (send-only)
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.resonate.timeout
+
+
+Command = Callable[[Context, argparse.Namespace], Coroutine[Any, Any, Output]]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (exit 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(USAGE)
+
+
+def parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document on stdout")
+    p = Parser(
+        prog="hitl",
+        description="Operate durable human-in-the-loop approvals.",
+        epilog="Environment: RESONATE_URL (required), RESONATE_TOKEN, HITL_WORKER_GROUP, HITL_SERVER_TIMEOUT, "
+        "HITL_SIGNING_KEY (decide). Exit codes: 0 ok, 1 not found or conflict, 2 usage or configuration, "
+        "3 server unavailable.",
+    )
+    p.add_argument("--json", action="store_true", default=False, help="one JSON document on stdout")
+    p.add_argument("--version", action="version", version=f"hitl {version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    s = sub.add_parser("start", parents=[common], help="start an approval from a JSON request body")
+    s.add_argument("file", metavar="FILE|-", help="the request body (as POSTed to start); - reads stdin")
+    s.set_defaults(run=cmd_start)
+
+    s = sub.add_parser("status", parents=[common], help="where a request stands")
+    s.add_argument("workflow_id", metavar="WORKFLOW_ID")
+    s.set_defaults(run=cmd_status)
+
+    s = sub.add_parser("list", parents=[common], help="pending requests and who has not decided")
+    s.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
+    s.set_defaults(run=cmd_list)
+
+    s = sub.add_parser("decide", parents=[common], help="record an approver's vote (needs HITL_SIGNING_KEY)")
+    s.add_argument("workflow_id", metavar="WORKFLOW_ID")
+    s.add_argument("--approver", required=True, metavar="EMAIL", help="whose vote this is")
+    choice = s.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--approve", dest="decision", action="store_const", const="approve")
+    choice.add_argument("--reject", dest="decision", action="store_const", const="reject")
+    s.add_argument("--comment", default="", metavar="TEXT")
+    s.set_defaults(run=cmd_decide, signing_key=True)
+
+    s = sub.add_parser("cancel", parents=[common], help="cancel a pending request")
+    s.add_argument("workflow_id", metavar="WORKFLOW_ID")
+    s.add_argument("--reason", default="", metavar="TEXT")
+    s.set_defaults(run=cmd_cancel)
+    return p
+
+
+def _positive(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+async def execute(run: Command, args: argparse.Namespace) -> Output:
+    from resonate.error import ServerError
+
+    from hitl import operations
+    from hitl.client import send_only
+    from hitl.settings import CliSettings, ConfigError
+
+    try:
+        settings = CliSettings.from_env(signing_key=getattr(args, "signing_key", False))
+    except ConfigError as exc:
+        raise Failure(USAGE, f"{exc.var} {exc.reason}") from None
+    client = send_only(settings.resonate)
+    try:
+        return await run(Context(settings, client), args)
+    except operations.ServerUnavailable as exc:
+        raise Failure(UNAVAILABLE, f"the Resonate server at {settings.resonate.url} is unavailable: {exc}") from None
+    except ServerError as exc:
+        if exc.code in (401, 403):
+            raise Failure(USAGE, f"the Resonate server refused the credentials ({exc.code}); check RESONATE_TOKEN") from None
+        raise Failure(UNAVAILABLE, f"the Resonate server answered {exc.code}: {exc.message}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.stop(), 2.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Library warnings (the SDK, asyncio) must not add lines to stderr: one line per error.
+    logging.getLogger().addHandler(logging.NullHandler())
+    args = parser().parse_args(argv)
+    as_json = bool(args.json)
+    try:
+        out = asyncio.run(execute(args.run, args))
+    except Failure as exc:
+        out = Output({"error": exc.message, **exc.extra}, "", exc.code, exc.message)
+    except KeyboardInterrupt:
+        print("hitl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an unexpected answer: still one line, no traceback
+        out = Output({"error": f"unexpected error: {exc!r}"}, "", NOT_FOUND, f"unexpected error: {exc!r}")
+    if as_json:
+        print(json.dumps(out.doc, ensure_ascii=False, indent=2))
+    elif out.text:
+        print(out.text)
+    if out.error is not None:
+        print(f"hitl: {clean(out.error)}", file=sys.stderr)
+    sys.stdout.flush()
+    return out.code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
