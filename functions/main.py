@@ -220,7 +220,7 @@ def _ended(found: operations.Approval, *, refused: bool = False) -> HTMLResponse
     subject = found.request.subject
     if found.voted is not None:
         return _page(409, pages.conflict_page(found.voted, subject=subject, refused=refused))
-    if found.cancel is not None:
+    if found.canceled is not None:
         return _error(*_CANCELED)
     if found.closed is not None:
         return _page(409, pages.conflict_page(found.closed, subject=subject, refused=refused))

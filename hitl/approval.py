@@ -1,18 +1,19 @@
 """The approval workflow: one durable run per approval request.
 
     approval(request)
-      1. create every promise of the request, in the order :func:`hitl.policy.layout`
-         fixes: cancel, one deadline per round, one vote per approver
-      2. round 0: schedule its expiry and reminders as deferred runs, ask each
+      1. create one vote promise per approver and round, in the order
+         :func:`hitl.policy.layout` fixes (so the functions can find them)
+      2. round 0: schedule its deadline and reminders as deferred runs; ask each
          approver once per channel (a durable step each)
-      3. wait until the cancel, the round's deadline or the votes decide
-         (:func:`hitl.policy.tally`: k of n, veto); on expiry apply ``on_expiry``:
-         expire, a default decision, or escalate to round 1 and wait again
-      4. close what is still open (links then show the outcome), return the result
+      3. wait until the votes decide (:func:`hitl.policy.tally`: k of n, veto, a
+         cancel, the deadline); on expiry apply ``on_expiry``: expire, a default
+         decision, or escalate to round 1 and wait again
+      4. close the votes still open (their links then show the outcome), return
 
-Waiting holds nothing: the run suspends on every open promise and the server
-resumes it when one settles. Votes are settled by the ``unblock`` function,
-the cancel by ``start``'s cancel call, deadlines by :func:`approval_expiry`.
+Waiting holds nothing: the run suspends on its open votes and the server
+resumes it when one settles. Approvers settle their votes through ``unblock``;
+a cancel and a round's deadline settle the open ones with a marker, so the run
+waits on votes alone and one settled vote is one resume.
 
 Why deferred runs for time: a bare ``ctx.promise()`` carries no
 ``resonate:target``, and neither the real server nor any simulation times it
@@ -20,7 +21,7 @@ out in the background. A ``ctx.sleep`` timer would fire, but the SDK
 re-delivers a pending timer's task to a worker every lease period until it is
 due: a steady load for every waiting request. A run created with
 ``resonate:delay`` (see :mod:`hitl.runs`) is held by the server, costing
-nothing, until its time; then it settles the round's deadline promise.
+nothing, until its time; then it settles the round's open votes as expired.
 
 Time is fixed at start: the run's own timeout is the sum of the rounds plus
 :data:`RUN_MARGIN`, and every replay derives each round's deadline from it.
@@ -100,7 +101,7 @@ async def _peek(future: ResonateFuture[Any]) -> Any:
     except Suspended:
         return _PENDING
     except Exception:  # a promise that timed out: treat as expired
-        return {policy.EXPIRED: True}
+        return policy.expired_value(0)
 
 
 async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -110,13 +111,8 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     start = started_at(timeout_at, lay)
     remaining = timedelta(milliseconds=max(timeout_at - now_ms(), 1))
 
-    def promise() -> ResonateFuture[Any]:
-        return ctx.options(timeout=remaining).promise()
-
-    cancel = promise()
-    deadlines = [promise() for _ in lay.rounds]
-    votes = [[promise() for _ in rnd.vote_ids] for rnd in lay.rounds]
-    futures = [cancel, *deadlines, *(v for vs in votes for v in vs)]
+    votes = [[ctx.options(timeout=remaining).promise() for _ in rnd.vote_ids] for rnd in lay.rounds]
+    futures = [v for vs in votes for v in vs]
     created = [await f.id() for f in futures]
     assert created == lay.ids(), f"promise layout drifted: {created} != {lay.ids()}"
 
@@ -126,19 +122,15 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
         await ctx.run(schedule_round, req, rnd.index, ends_at, timeout_at)
         await _ask(ctx, req, rnd, ends_at, reminder=None)
 
-        cancelled = await _peek(cancel)
-        expired = await _peek(deadlines[rnd.index])
-        cast = [await _peek(v) for v in votes[rnd.index]]
-        if cancelled is not _PENDING and not cancelled.get(policy.CLOSED):
-            final = result_of(cancelled)
-        elif (decided := policy.tally(rnd, cast)) is not None:
-            final = decided
-        elif expired is not _PENDING:
+        ended = policy.tally(rnd, [await _peek(v) for v in votes[rnd.index]])
+        if ended is None:
+            raise Suspended  # the run suspends on every open vote; any settle resumes it
+        if ended == "expired":
             final = _on_expiry(req, rnd, ends_at)
             if final is None:  # escalated: the next round asks others
                 continue
         else:
-            raise Suspended  # the run suspends on every open promise; any settle resumes it
+            final = ended
         break
     assert final is not None
 
@@ -177,18 +169,16 @@ async def _ask(ctx: Context, req: ApprovalRequest, rnd: policy.Round, ends_at: i
 
 async def schedule_round(ctx: Context, req: ApprovalRequest, index: int, ends_at: int, run_timeout_at: int) -> None:
     """Create the round's deferred runs: its expiry at ``ends_at``, its reminders before."""
-    lay = policy.layout(req)
-    rnd = lay.rounds[index]
     promises = ctx.get_dependency(Promises)
     group = ctx.get_dependency(Group).name
     wf = req.workflow_id
     await runs.create(
-        promises, f"{rnd.deadline_id}.expiry", EXPIRY, (rnd.deadline_id,),
+        promises, f"{wf}:r{index}.expiry", EXPIRY, (req.to_json(), index),
         group=group, timeout_at=run_timeout_at, parent=wf, not_before=ends_at,
     )  # fmt: skip
-    for before in rnd.remind:
+    for before in policy.layout(req).rounds[index].remind:
         await runs.create(
-            promises, f"{rnd.deadline_id}.remind{before}", REMINDER, (req.to_json(), index, ends_at, before),
+            promises, f"{wf}:r{index}.remind{before}", REMINDER, (req.to_json(), index, ends_at, before),
             group=group, timeout_at=run_timeout_at, parent=wf, not_before=ends_at - 1000 * before,
         )  # fmt: skip
 
@@ -217,25 +207,30 @@ async def close(ctx: Context, ids: Sequence[str], final: dict[str, Any]) -> None
         await promises.resolve(id, Value(data=marker))
 
 
-async def expire(ctx: Context, deadline_id: str) -> None:
-    await ctx.get_dependency(Promises).resolve(deadline_id, Value(data={policy.EXPIRED: True, "at": now_ms()}))
-
-
-async def open_votes(ctx: Context, cancel_id: str, deadline_id: str, vote_ids: list[str]) -> list[str] | None:
-    """The votes still open, or ``None`` when the request is closed."""
+async def expire(ctx: Context, vote_ids: list[str]) -> None:
+    """Settle the open votes as expired (a vote already cast keeps its decision)."""
     promises = ctx.get_dependency(Promises)
-    for id in (cancel_id, deadline_id):
-        if (await promises.get(id)).state != "pending":
-            return None
-    return [id for id in vote_ids if (await promises.get(id)).state == "pending"]
+    value = Value(data=policy.expired_value(now_ms()))
+    for id in vote_ids:
+        await promises.resolve(id, value)
+
+
+async def open_votes(ctx: Context, vote_ids: list[str]) -> list[str] | None:
+    """The votes still open, or ``None`` once the round has ended."""
+    promises = ctx.get_dependency(Promises)
+    records = [await promises.get(id) for id in vote_ids]
+    if any(not policy.is_vote(r.value.data) for r in records if r.state != "pending"):
+        return None  # expired, canceled or closed
+    return [r.id for r in records if r.state == "pending"]
 
 
 # -- the deferred runs -----------------------------------------------------------------
 
 
-async def approval_expiry(ctx: Context, deadline_id: str) -> None:
-    """Runs at a round's deadline: settle its deadline promise (first settle wins)."""
-    await ctx.run(expire, deadline_id)
+async def approval_expiry(ctx: Context, request: dict[str, Any], index: int) -> None:
+    """Runs at a round's deadline: settle its open votes as expired (first settle wins)."""
+    rnd = policy.layout(ApprovalRequest.from_json(request)).rounds[index]
+    await ctx.run(expire, list(rnd.vote_ids))
 
 
 async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, ends_at: int, before: int) -> None:
@@ -243,7 +238,7 @@ async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, e
     req = ApprovalRequest.from_json(request)
     lay = policy.layout(req)
     rnd = lay.rounds[index]
-    waiting = await ctx.run(open_votes, lay.cancel_id, rnd.deadline_id, list(rnd.vote_ids))
+    waiting = await ctx.run(open_votes, list(rnd.vote_ids))
     if not waiting:
         return
     asked = [(a, v) for a, v in zip(rnd.approvers, rnd.vote_ids, strict=True) if v in waiting]

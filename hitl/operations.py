@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from resonate.error import ServerError
@@ -19,7 +19,7 @@ from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
 from hitl import approval, policy, runs
-from hitl.clock import now_ms
+from hitl.clock import iso, now_ms
 from hitl.request import ApprovalRequest
 
 RunState = Literal["pending", "done", "failed"]
@@ -61,9 +61,8 @@ class Approval:
     request: ApprovalRequest
     round: policy.Round
     approver_vote: PromiseRecord
-    #: The run's result once it finished; the cancel, if any; the round's votes.
+    #: The run's result once it finished; the values of the round's votes.
     result: dict[str, Any] | None
-    cancel: dict[str, Any] | None
     votes: list[Any]
 
     @property
@@ -73,14 +72,19 @@ class Approval:
         return approval.result_of(value) if policy.is_vote(value) else None
 
     @property
+    def canceled(self) -> dict[str, Any] | None:
+        value = self.approver_vote.value.data
+        return approval.result_of(value) if policy.is_canceled(value) else None
+
+    @property
     def closed(self) -> dict[str, Any] | None:
-        """How the request ended (canceled, decided, expired), or ``None`` while it is open."""
-        if self.cancel is not None:
-            return self.cancel
+        """How the request (or this approver's round) ended, or ``None`` while it is open."""
         if self.result is not None:
             return self.result
         value = self.approver_vote.value.data
-        if isinstance(value, dict) and value.get(policy.CLOSED):
+        if policy.is_expired(value):
+            return {"decision": "expired", "by": None, "comment": "", "decided_at": iso(value.get("at", 0))}
+        if isinstance(value, dict) and (value.get(policy.CLOSED) or policy.is_canceled(value)):
             return approval.result_of(value)
         return None
 
@@ -154,16 +158,18 @@ async def request_of(
     return root, ApprovalRequest.from_json(data["args"][0])
 
 
+async def _values(client: Resonate, ids: tuple[str, ...], timeout: float) -> list[PromiseRecord | None]:
+    return list(await asyncio.gather(*(_get(client, id, timeout) for id in ids)))
+
+
 async def active_round(client: Resonate, req: ApprovalRequest, *, timeout: float) -> policy.Round:
     """The round asking now: the first, or the next once a round's deadline passed (escalation)."""
     lay = policy.layout(req)
-    active = lay.rounds[0]
     for rnd in lay.rounds[:-1]:
-        deadline = await _get(client, rnd.deadline_id, timeout)
-        if deadline is None or not (isinstance(deadline.value.data, dict) and deadline.value.data.get(policy.EXPIRED)):
-            break
-        active = lay.rounds[rnd.index + 1]
-    return active
+        records = await _values(client, rnd.vote_ids, timeout)
+        if not any(r is not None and policy.is_expired(r.value.data) for r in records):
+            return rnd
+    return lay.rounds[-1]
 
 
 async def read(client: Resonate, vote_id: str, *, timeout: float) -> Approval | None:
@@ -172,23 +178,19 @@ async def read(client: Resonate, vote_id: str, *, timeout: float) -> Approval | 
     if found is None:
         return None
     root, req = found
-    lay = policy.layout(req)
-    rnd = lay.round_of(vote_id)
+    rnd = policy.layout(req).round_of(vote_id)
     if rnd is None:
         return None
-    records = await asyncio.gather(*(_get(client, id, timeout) for id in (lay.cancel_id, *rnd.vote_ids)))
-    cancel_record, vote_records = records[0], records[1:]
-    mine = vote_records[rnd.vote_ids.index(vote_id)]
-    if mine is None:  # the run has not created its promises yet
+    records = await _values(client, rnd.vote_ids, timeout)
+    mine = records[rnd.vote_ids.index(vote_id)]
+    if mine is None:  # the run has not created its votes yet
         return None
-    cancel = cancel_record.value.data if cancel_record is not None else None
     return Approval(
         request=req,
         round=rnd,
         approver_vote=mine,
         result=approval.result_of(root.value.data) if root.state == "resolved" else None,
-        cancel=approval.result_of(cancel) if isinstance(cancel, dict) and cancel.get("decision") == "canceled" else None,
-        votes=[r.value.data if r is not None else None for r in vote_records],
+        votes=[r.value.data if r is not None else None for r in records],
     )
 
 
@@ -203,12 +205,12 @@ async def decide(
     before = await read(client, vote_id, timeout=timeout)
     if before is None:
         return "unknown", None
-    if before.closed is not None and before.voted is None:
-        return "closed", before
     if before.voted is not None:
         return "already", before
+    if before.closed is not None:
+        return "closed", before
     record = await _bounded(client.promises.resolve(vote_id, Value(data=value)), timeout)
-    after = await read(client, vote_id, timeout=timeout)
+    after = replace(before, approver_vote=record)
     if record.value.data == value:
         return "recorded", after
     return ("already" if policy.is_vote(record.value.data) else "closed"), after
@@ -225,9 +227,12 @@ async def cancel(
     root, req = found
     if root.state != "pending":
         return False, RunStatus.of(root)
-    value = approval.decision_value("canceled", by, reason, now_ms())
-    record = await _bounded(client.promises.resolve(policy.layout(req).cancel_id, Value(data=value)), timeout)
-    return record.value.data == value, RunStatus(workflow_id, "pending" if record.value.data == value else "done")
+    value = Value(data=policy.canceled_value(by=by, reason=reason, at_ms=now_ms()))
+    records = await asyncio.gather(
+        *(_bounded(client.promises.resolve(id, value), timeout) for id in policy.layout(req).ids())
+    )
+    canceled = any(r.value.data == value.data for r in records)
+    return canceled, RunStatus(workflow_id, "pending")
 
 
 async def pending(client: Resonate, *, timeout: float, limit: int = 100) -> list[tuple[ApprovalRequest, dict[str, Any]]]:
@@ -243,7 +248,7 @@ async def pending(client: Resonate, *, timeout: float, limit: int = 100) -> list
             continue
         req = ApprovalRequest.from_json(data["args"][0])
         active = await active_round(client, req, timeout=timeout)
-        records = await asyncio.gather(*(_get(client, id, timeout) for id in active.vote_ids))
+        records = await _values(client, active.vote_ids, timeout)
         values = [r.value.data if r is not None else None for r in records]
         out.append((req, {"round": active.index, **policy.progress(active, values)}))
     return out

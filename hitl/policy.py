@@ -1,22 +1,25 @@
-"""The rules of an approval, as pure functions: which promises it has, and who decided.
+"""The rules of an approval, as pure functions: its promises, and who decided.
 
-An approval run creates its durable promises first, in a fixed order, so
-every id follows from the request alone (:func:`layout`); the functions use
-the same layout to find a request's votes without asking the worker:
+An approval run waits on one durable promise per approver and round: the
+vote. It creates them first, in a fixed order, so every id follows from the
+request alone (:func:`layout`) and the functions find a request's votes
+without asking the worker:
 
-    <id>:1                      cancel: settled by the requester's cancel
-    <id>:2, <id>:3              one deadline per round, settled at expiry
-    <id>:4 ...                  one vote per approver, round by round
+    <id>:1 ... <id>:n           round 0: one vote per approver
+    <id>:n+1 ...                round 1 (when ``on_expiry`` escalates): one per escalation approver
 
-Round 0 asks ``approvers``; round 1 exists when ``on_expiry`` escalates and
-asks ``on_expiry.to`` with its own deadline.
+Everything that can end a round settles votes, so the run waits on votes
+alone: an approver's click settles theirs with a decision; the deadline
+settles the round's open votes as expired; a cancel settles every open vote
+as canceled; the run itself closes what is left when it ends. :func:`tally`
+reads the events in the order they happened; the first that decides wins.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from hitl.clock import iso
 from hitl.request import ApprovalRequest
@@ -24,15 +27,17 @@ from hitl.request import ApprovalRequest
 #: Longest comment a vote may carry.
 MAX_COMMENT_CHARS = 2000
 
-#: Keys of the values the promises are settled with.
+#: Keys marking the values votes are settled with by anything but their approver.
 CLOSED = "closed"
 EXPIRED = "expired"
+
+#: What :func:`tally` answers when a round's deadline came first.
+Expired = Literal["expired"]
 
 
 @dataclass(frozen=True, slots=True)
 class Round:
     index: int
-    deadline_id: str
     approvers: tuple[str, ...]
     vote_ids: tuple[str, ...]
     required: int
@@ -49,12 +54,11 @@ class Round:
 @dataclass(frozen=True, slots=True)
 class Layout:
     workflow_id: str
-    cancel_id: str
     rounds: tuple[Round, ...]
 
     def ids(self) -> list[str]:
-        """Every promise id, in creation order."""
-        return [self.cancel_id, *(r.deadline_id for r in self.rounds), *(v for r in self.rounds for v in r.vote_ids)]
+        """Every vote id, in creation order."""
+        return [v for r in self.rounds for v in r.vote_ids]
 
     def round_of(self, vote_id: str) -> Round | None:
         return next((r for r in self.rounds if vote_id in r.vote_ids), None)
@@ -74,13 +78,13 @@ def layout(req: ApprovalRequest) -> Layout:
     if req.on_expiry.action == "escalate":
         esc = req.on_expiry
         groups.append((esc.to, esc.required, req.veto, esc.deadline, tuple(s for s in req.remind if s < esc.deadline)))
-    seq = 2 + len(groups)
+    seq = 1
     rounds = []
     for i, (approvers, required, veto, seconds, remind) in enumerate(groups):
         votes = tuple(f"{wf}:{seq + j}" for j in range(len(approvers)))
         seq += len(approvers)
-        rounds.append(Round(i, f"{wf}:{2 + i}", approvers, votes, required, veto, seconds, remind))
-    return Layout(wf, f"{wf}:1", tuple(rounds))
+        rounds.append(Round(i, approvers, votes, required, veto, seconds, remind))
+    return Layout(wf, tuple(rounds))
 
 
 def clean_comment(raw: str) -> str:
@@ -110,33 +114,56 @@ def vote_value(*, approve: bool, by: str, comment: str, at_ms: int, ip: str, use
     }
 
 
+def canceled_value(*, by: str, reason: str, at_ms: int) -> dict[str, Any]:
+    """What a cancel settles every open vote with."""
+    return {"decision": "canceled", "by": by, "comment": reason, "decided_at": iso(at_ms), "at": at_ms}
+
+
+def expired_value(at_ms: int) -> dict[str, Any]:
+    """What a round's deadline settles its open votes with."""
+    return {EXPIRED: True, "at": at_ms}
+
+
 def is_vote(value: Any) -> bool:
-    """Whether a settled vote promise holds an approver's decision (not a closing marker)."""
+    """Whether a settled vote holds its approver's decision (not a marker)."""
     return isinstance(value, dict) and value.get("decision") in ("approved", "rejected") and not value.get(CLOSED)
 
 
-def tally(rnd: Round, votes: list[Any]) -> dict[str, Any] | None:
-    """The round's decision once its votes decide it, else ``None``.
+def is_canceled(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("decision") == "canceled" and not value.get(CLOSED)
 
-    Votes count in the order they were made (``at``, ms): the first moment
-    the rule is met decides, and later votes cannot change it. Approved when
-    ``required`` approvals are in; rejected on the first rejection with a
-    veto, or without one once too few approvers are left to reach
-    ``required``.
+
+def is_expired(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value.get(EXPIRED))
+
+
+def tally(rnd: Round, values: list[Any]) -> dict[str, Any] | Expired | None:
+    """How the round ended, once it has: a decision, ``"expired"``, or ``None`` while open.
+
+    Events count in the order they happened (``at``, ms): a cancel ends the
+    request; the deadline ends the round; votes decide once ``required``
+    approvals are in, on the first rejection with a veto, or without one once
+    too few approvers are left to reach ``required``. Later events change nothing.
     """
-    cast = sorted((v for v in votes if is_vote(v)), key=lambda v: (v.get("at", 0), v.get("by", "")))
+    events = sorted((v for v in values if isinstance(v, dict) and "at" in v), key=lambda v: (v["at"], str(v.get("by"))))
     approvals = rejections = 0
-    for vote in cast:
-        if vote["decision"] == "approved":
+    for event in events:
+        if is_canceled(event):
+            return outcome("canceled", event)
+        if is_expired(event):
+            return "expired"
+        if not is_vote(event):
+            continue
+        if event["decision"] == "approved":
             approvals += 1
         else:
             rejections += 1
         if approvals >= rnd.required:
-            return outcome("approved", vote)
+            return outcome("approved", event)
         if rnd.veto and rejections:
-            return outcome("rejected", vote)
+            return outcome("rejected", event)
         if len(rnd.approvers) - rejections < rnd.required:
-            return outcome("rejected", vote)
+            return outcome("rejected", event)
     return None
 
 
@@ -144,9 +171,9 @@ def outcome(decision: str, vote: dict[str, Any]) -> dict[str, Any]:
     return {"decision": decision, "by": vote.get("by"), "comment": vote.get("comment", ""), "decided_at": vote.get("decided_at")}
 
 
-def progress(rnd: Round, votes: list[Any]) -> dict[str, Any]:
-    """For the page and the CLI: who decided what, and who has not."""
-    cast = {v["by"]: v["decision"] for v in votes if is_vote(v)}
+def progress(rnd: Round, values: list[Any]) -> dict[str, Any]:
+    """For the page and the CLI: how many decided what, and who has not."""
+    cast = {v["by"]: v["decision"] for v in values if is_vote(v)}
     return {
         "required": rnd.required,
         "approved": sum(1 for d in cast.values() if d == "approved"),
@@ -155,7 +182,7 @@ def progress(rnd: Round, votes: list[Any]) -> dict[str, Any]:
     }
 
 
-def audit(votes: list[Any]) -> list[dict[str, Any]]:
-    """Every decision made, in order: who, what, when, comment, and where from."""
+def audit(values: list[Any]) -> list[dict[str, Any]]:
+    """Every decision made, in order: who, what, when, the comment, and where from."""
     keys = ("decision", "by", "comment", "decided_at", "ip", "user_agent")
-    return [{k: v.get(k) for k in keys} for v in sorted((v for v in votes if is_vote(v)), key=lambda v: v.get("at", 0))]
+    return [{k: v.get(k) for k in keys} for v in sorted((v for v in values if is_vote(v)), key=lambda v: v.get("at", 0))]
