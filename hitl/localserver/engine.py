@@ -201,28 +201,38 @@ class Engine:
         heapq.heappush(self._timers, (due, next(self._seq), kind, id))
 
     def next_due(self) -> int | None:
+        """When the next timer that still matters fires (stale entries are dropped first)."""
+        while self._timers and not self._live(self._timers[0]):
+            heapq.heappop(self._timers)
         return self._timers[0][0] if self._timers else None
+
+    def _live(self, entry: tuple[int, int, str, str]) -> bool:
+        """Whether a heap entry still describes a pending timeout, retry or lease."""
+        due, _, kind, id = entry
+        if kind == "p":
+            p = self.promises.get(id)
+            return p is not None and p.state == "pending" and p.timeout_at == due
+        t = self.tasks.get(id)
+        if t is None:
+            return False
+        return (t.state == "pending" and t.retry_at == due) or (t.state == "acquired" and t.lease_at == due)
 
     def tick(self, now: int) -> None:
         """Fire every timer that is due: promise timeouts, lease expiries, retries."""
         while self._timers and self._timers[0][0] <= now:
-            due, _, kind, id = heapq.heappop(self._timers)
+            entry = heapq.heappop(self._timers)
+            if not self._live(entry):
+                continue
+            due, _, kind, id = entry
             if kind == "p":
-                p = self.promises.get(id)
-                if p is not None and p.state == "pending" and p.timeout_at <= now:
-                    self._time_out(p, now)
+                self._time_out(self.promises[id], now)
                 continue
-            t = self.tasks.get(id)
-            if t is None:
-                continue
-            if t.state == "pending" and t.retry_at == due:
-                self._set_retry(t, now)
-                self._execute(t)
-            elif t.state == "acquired" and t.lease_at == due:
+            t = self.tasks[id]
+            if t.state == "acquired":  # the lease lapsed
                 t.state = "pending"
                 t.pid = t.ttl = t.lease_at = None
-                self._set_retry(t, now)
-                self._execute(t)
+            self._set_retry(t, now)
+            self._execute(t)
 
     def _set_retry(self, t: Task, now: int, at: int | None = None) -> None:
         t.retry_at = at if at is not None else now + self.retry_ms

@@ -163,7 +163,7 @@ def _deliver(
 ) -> None:
     relay = f"{smtp.host}:{smtp.port}"
     try:
-        context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        context = ssl_context if ssl_context is not None or smtp.security == "none" else _default_context()
         client: smtplib.SMTP
         if smtp.security == "tls":
             client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=context)
@@ -193,6 +193,12 @@ def _deliver(
         raise EmailError(
             f"sending via {relay} failed: {_describe(exc)}", permanent=_is_permanent(exc)
         ) from exc
+
+
+@functools.cache
+def _default_context() -> ssl.SSLContext:
+    """The system trust store, loaded once (building a context costs tens of milliseconds)."""
+    return ssl.create_default_context()
 
 
 def _describe(exc: BaseException) -> str:

@@ -250,3 +250,14 @@ def test_cycle_cost_does_not_grow_with_waiting_workflows(big: int) -> None:
     large = one_cycle(build(big))
     assert small["promises"] > 0 and small["messages"] > 0  # the cycle did something
     assert large == small, f"touched with 10 waiting: {small}; with {big}: {large}"
+
+
+def test_next_due_skips_timers_that_no_longer_matter() -> None:
+    """A suspended task keeps no timer: the ticker must not wake for its old lease or retry."""
+    engine = Engine()
+    start_workflow(engine, "wf")  # acquired: a lease timer
+    child = make_child(engine, "wf", 1)
+    assert engine.next_due() is not None
+    suspend(engine, "wf", 1, [child])
+    # the child's own timeout (an hour away) is the only live timer left
+    assert engine.next_due() == T0 + HOUR
