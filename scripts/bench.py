@@ -1,0 +1,657 @@
+"""Benchmark: the local Resonate server and the hitl stack, over real processes and sockets.
+
+    .venv/bin/python scripts/bench.py [--quick] [--durable] [--no-stack] [--out bench-results.json]
+
+Every component is its own OS process: the local server (``python -m
+hitl.localserver``), the worker(s) (``scripts/bench_worker.py``, the real SDK),
+and this script as the driver. Figures are medians and p99s over repeated
+runs; the table is printed and (with ``--out``) written as JSON.
+
+Section 1, the local server with the real SDK (``wf``: create a promise,
+announce its id, wait on it):
+
+- resolve round trip and resolve-to-completion latency (the driver resolves
+  the promise of a *suspended* workflow and waits on a listener for the root
+  promise; no polling delay);
+- start+resolve cycles per second with one worker;
+- server CPU per workflow (utime+stime of the server process over a batch of
+  cycles) with few and with many workflows already waiting, and their ratio;
+- server RSS per waiting workflow.
+
+Section 2, the hitl stack (``hitl.stack.Stack``): the approver's POST to
+``unblock`` until the workflow's result is readable through ``start``'s GET.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shlex
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from resonate.connections.sse import resolve_target  # noqa: E402
+from resonate.resonate import Resonate  # noqa: E402
+from resonate.types import TaskData, Value  # noqa: E402
+
+from hitl.stack import PYTHON, LocalServerProc, Proc, Stack  # noqa: E402
+
+PROTOCOL_VERSION = "2026-04-01"
+GROUP = "bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    latency_runs: int
+    throughput_runs: int
+    throughput_cycles: int
+    concurrency: int
+    few_waiting: int
+    many_waiting: int
+    waiting_chunks: int
+    cpu_batches: int
+    cpu_batch_cycles: int
+    stack_runs: int
+    settle_s: float
+    after_burst_s: float
+
+
+FULL = Config(
+    latency_runs=200, throughput_runs=5, throughput_cycles=1000, concurrency=32,
+    few_waiting=100, many_waiting=10_000, waiting_chunks=5, cpu_batches=5, cpu_batch_cycles=400,
+    stack_runs=50, settle_s=90, after_burst_s=70,
+)  # fmt: skip
+QUICK = Config(
+    latency_runs=20, throughput_runs=2, throughput_cycles=150, concurrency=32,
+    few_waiting=100, many_waiting=600, waiting_chunks=2, cpu_batches=3, cpu_batch_cycles=80,
+    stack_runs=6, settle_s=0, after_burst_s=0,
+)  # fmt: skip
+
+
+# -- statistics and /proc ---------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(values)
+    return s[max(math.ceil(q / 100 * len(s)) - 1, 0)]
+
+
+def summary(values: list[float], unit: str) -> dict[str, Any]:
+    return {"median": statistics.median(values), "p99": pct(values, 99), "min": min(values), "n": len(values), "unit": unit}
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds."""
+    return sum(cpu_times(pid))
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "loadavg_at_end": None,
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/bench.py", *sys.argv[1:]]),
+    }
+
+
+_T0 = time.perf_counter()
+
+
+def progress(msg: str) -> None:
+    print(f"  .. [{time.perf_counter() - _T0:5.0f} s] {msg}", file=sys.stderr, flush=True)
+
+
+# -- section 1: the local server with the real SDK ---------------------------------------------
+
+
+class Announcements(asyncio.DatagramProtocol):
+    """UDP endpoint the workers announce ``wf``'s promise ids to (``root:n``)."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, asyncio.Future[str]] = {}
+
+    def expect(self, root: str) -> asyncio.Future[str]:
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[root] = fut
+        return fut
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        pid = data.decode()
+        fut = self.waiting.pop(pid.split(":", 1)[0], None)
+        if fut is not None and not fut.done():
+            fut.set_result(pid)
+
+
+class Driver:
+    """The driver's clients: a send-only SDK client, a listening one, and raw requests."""
+
+    def __init__(self, url: str, announcements: Announcements) -> None:
+        self.url = url
+        self.ann = announcements
+        self.send = Resonate(url=url, sources=[], group="bench-driver")
+        self.listen = Resonate(url=url, group="bench-listener")
+        self.session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        await self.send.stop()
+        await self.listen.stop()
+        await self.session.close()
+
+    async def raw(self, kind: str, data: dict[str, Any]) -> tuple[int, Any]:
+        body = {"kind": kind, "head": {"corrId": uuid.uuid4().hex, "version": PROTOCOL_VERSION}, "data": data}
+        async with self.session.post(self.url + "/", json=body) as resp:
+            out = await resp.json()
+            return resp.status, out["data"]
+
+    async def task_state(self, id: str) -> str | None:
+        status, data = await self.raw("task.get", {"id": id})
+        return data["task"]["state"] if status == 200 else None
+
+    async def wait_suspended(self, id: str, timeout: float = 30.0) -> None:
+        """Tight loop (no sleep) until ``id``'s task is suspended."""
+        deadline = time.monotonic() + timeout
+        while await self.task_state(id) != "suspended":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{id} never suspended")
+
+    async def start_wf(self, root: str) -> asyncio.Future[str]:
+        """Start ``wf`` as ``root`` (one promise.create, as hitl's start does); the future gets its promise id."""
+        fut = self.ann.expect(root)
+        await self.send.promises.create(
+            root,
+            int(time.time() * 1000) + 24 * 3600_000,
+            Value(data=TaskData(func="wf", args=(), kwargs={}, version=1)),
+            {
+                "resonate:origin": root,
+                "resonate:branch": root,
+                "resonate:parent": root,
+                "resonate:scope": "global",
+                "resonate:target": resolve_target(GROUP),
+            },
+        )
+        return fut
+
+    async def cycle(self, root: str) -> None:
+        """One start+resolve cycle: start, listen on the root, resolve the promise on announce, await the result."""
+        announced = await self.start_wf(root)
+        handle = await self.listen.get(root)
+        pid = await asyncio.wait_for(announced, 60)
+        await self.send.promises.resolve(pid, Value(data={"ok": root}))
+        await asyncio.wait_for(handle.result(), 60)
+
+    async def park(self, root: str) -> None:
+        """Start a workflow that stays waiting on its promise (until its announce)."""
+        await asyncio.wait_for(await self.start_wf(root), 60)
+
+
+async def bounded(n: int, concurrency: int, make: Callable[[int], Awaitable[None]]) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await make(i)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+class ProfiledServerProc(Proc):
+    """The local server under a CPU-time cProfile (``bench_profile_server.py``); stats written when it stops."""
+
+    def __init__(self, log_dir: Path, prof: Path, db: Path | None) -> None:
+        args = [PYTHON, str(ROOT / "scripts" / "bench_profile_server.py"), str(prof), "--port", "0"]
+        super().__init__("localserver", args + (["--db", str(db)] if db else []), log_dir=log_dir)
+        self.url = self.wait_for_line("listening on ").split()[-1]
+
+
+class ServerRig:
+    """A local server process, one bench worker process and the driver, in a temp folder."""
+
+    def __init__(self, tmp: Path, name: str, durable: bool, profile: Path | None = None) -> None:
+        self.profile = profile
+        self.tmp = tmp / name
+        self.logs = self.tmp / "logs"
+        self.logs.mkdir(parents=True)
+        self.durable = durable
+        self.server: LocalServerProc | None = None
+        self.worker: Proc | None = None
+        self.driver: Driver | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def __aenter__(self) -> ServerRig:
+        loop = asyncio.get_running_loop()
+        db = self.tmp / "resonate.db" if self.durable else None
+        if self.profile is not None:
+            self.server = ProfiledServerProc(self.logs, self.profile, db)  # type: ignore[assignment]
+        else:
+            self.server = LocalServerProc(self.logs, db=db)
+        transport, ann = await loop.create_datagram_endpoint(Announcements, local_addr=("127.0.0.1", 0))
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self._transport = transport
+        port = transport.get_extra_info("sockname")[1]
+        self.worker = Proc("worker", [PYTHON, str(ROOT / "scripts" / "bench_worker.py"), self.server.url, GROUP, str(port)], log_dir=self.logs)
+        await asyncio.to_thread(self.worker.wait_for_line, "bench worker ready", 30.0)
+        self.driver = Driver(self.server.url, ann)
+        # Warm up: connections, the listener's stream, the worker's code paths.
+        await bounded(20, 4, lambda i: self.driver.cycle(f"warm{i}-{uuid.uuid4().hex[:8]}"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.driver is not None:
+            await self.driver.close()
+        if self._transport is not None:
+            self._transport.close()
+        for proc in (self.worker, self.server):
+            if proc is not None:
+                proc.stop()
+
+    @property
+    def server_pid(self) -> int:
+        assert self.server is not None
+        return self.server.popen.pid
+
+    @property
+    def worker_pid(self) -> int:
+        assert self.worker is not None
+        return self.worker.popen.pid
+
+
+async def bench_latency(rig: ServerRig, runs: int) -> dict[str, Any]:
+    d = rig.driver
+    assert d is not None
+    bare_rtt, bare_push, rtt, complete = [], [], [], []
+    for _ in range(runs):
+        # Baseline: a bare promise with a listener (no workflow): resolve -> unblock push.
+        pid = f"bare-{uuid.uuid4().hex[:12]}"
+        await d.send.promises.create(pid, int(time.time() * 1000) + 3600_000, Value(data=None), {})
+        handle = await d.listen.get(pid)
+        t0 = time.perf_counter()
+        await d.send.promises.resolve(pid, Value(data=1))
+        t1 = time.perf_counter()
+        await asyncio.wait_for(handle.result(), 30)
+        t2 = time.perf_counter()
+        bare_rtt.append((t1 - t0) * 1000)
+        bare_push.append((t2 - t0) * 1000)
+        # The workflow: wait until it is suspended on its promise, listen on the root, resolve.
+        root = f"lat-{uuid.uuid4().hex[:12]}"
+        pid = await asyncio.wait_for(await d.start_wf(root), 30)
+        await d.wait_suspended(root)
+        handle = await d.listen.get(root)
+        t0 = time.perf_counter()
+        await d.send.promises.resolve(pid, Value(data={"ok": 1}))
+        t1 = time.perf_counter()
+        await asyncio.wait_for(handle.result(), 30)
+        t2 = time.perf_counter()
+        rtt.append((t1 - t0) * 1000)
+        complete.append((t2 - t0) * 1000)
+    return {
+        "resolve_rtt_ms": summary(rtt, "ms"),
+        "resolve_to_completion_ms": summary(complete, "ms"),
+        "bare_resolve_rtt_ms": summary(bare_rtt, "ms"),
+        "bare_resolve_to_push_ms": summary(bare_push, "ms"),
+    }
+
+
+async def bench_throughput(rig: ServerRig, runs: int, cycles: int, concurrency: int) -> dict[str, Any]:
+    d = rig.driver
+    assert d is not None
+    rates, server_cpu, worker_cpu = [], [], []
+    for r in range(runs):
+        tag = uuid.uuid4().hex[:8]
+        s0, w0, t0 = cpu_seconds(rig.server_pid), cpu_seconds(rig.worker_pid), time.perf_counter()
+        await bounded(cycles, concurrency, lambda i: d.cycle(f"tp{tag}-{i}"))
+        t1, s1, w1 = time.perf_counter(), cpu_seconds(rig.server_pid), cpu_seconds(rig.worker_pid)
+        rates.append(cycles / (t1 - t0))
+        server_cpu.append((s1 - s0) / cycles * 1000)
+        worker_cpu.append((w1 - w0) / cycles * 1000)
+        progress(f"throughput run {r + 1}/{runs}: {rates[-1]:.0f} cycles/s")
+    return {
+        "cycles_per_s": summary(rates, "cycles/s"),
+        "server_cpu_ms_per_cycle": summary(server_cpu, "ms"),
+        "worker_cpu_ms_per_cycle": summary(worker_cpu, "ms"),
+        "cycles_per_run": cycles,
+        "concurrency": concurrency,
+    }
+
+
+async def add_waiting(rig: ServerRig, n: int, concurrency: int = 48) -> None:
+    """Add ``n`` workflows that wait on their promise; return once every one is suspended."""
+    d = rig.driver
+    assert d is not None
+    tag = uuid.uuid4().hex[:8]
+    roots = [f"wait{tag}-{i}" for i in range(n)]
+    await bounded(n, concurrency, lambda i: d.park(roots[i]))
+    pending = roots
+    for _ in range(100):
+        states = await asyncio.gather(*(d.task_state(r) for r in pending))
+        pending = [r for r, s in zip(pending, states, strict=True) if s != "suspended"]
+        if not pending:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{len(pending)} waiting workflows never suspended")
+
+
+async def cpu_batches(rig: ServerRig, batches: int, cycles: int, concurrency: int) -> list[float]:
+    d = rig.driver
+    assert d is not None
+    out, sys_share = [], []
+    for _ in range(batches):
+        tag = uuid.uuid4().hex[:8]
+        await asyncio.sleep(0.2)  # let the server go idle
+        u0, s0 = cpu_times(rig.server_pid)
+        await bounded(cycles, concurrency, lambda i: d.cycle(f"cpu{tag}-{i}"))
+        u1, s1 = cpu_times(rig.server_pid)
+        out.append((u1 - u0 + s1 - s0) / cycles * 1000)
+        sys_share.append((s1 - s0) / max(u1 - u0 + s1 - s0, 1e-9))
+    return out, sys_share
+
+
+async def idle_cpu(rig: ServerRig, seconds: float = 2.0) -> float:
+    """Server CPU (ms per s) over ``seconds`` while the driver asks nothing of it."""
+    s0 = cpu_seconds(rig.server_pid)
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(rig.server_pid) - s0) / seconds * 1000
+
+
+async def settle(rig: ServerRig, max_s: float) -> float:
+    """Wait until the server is idle (two 1 s windows at <= 1 clock tick); return the seconds waited.
+
+    Needed before a CPU measurement: after a burst of starts the server keeps
+    working for about a minute on its own (see the report), which would be
+    charged to whatever is measured next.
+    """
+    t0, quiet = time.perf_counter(), 0
+    while quiet < 2 and time.perf_counter() - t0 < max_s:
+        quiet = quiet + 1 if await idle_cpu(rig, 1.0) <= 1000 / CLK_TCK else 0
+    return time.perf_counter() - t0
+
+
+async def bench_scaling(rig: ServerRig, cfg: Config) -> dict[str, Any]:
+    await add_waiting(rig, cfg.few_waiting)
+    settle_few = await settle(rig, cfg.settle_s)
+    few, sys_few = await cpu_batches(rig, cfg.cpu_batches, cfg.cpu_batch_cycles, cfg.concurrency)
+    progress(f"cpu/workflow with {cfg.few_waiting} waiting: {statistics.median(few):.2f} ms")
+    await settle(rig, cfg.settle_s)
+    idle_few = await idle_cpu(rig, 3.0 if cfg.settle_s else 1.0)
+    chunk = cfg.many_waiting // cfg.waiting_chunks
+    per_wf_kb, created_per_s = [], []
+    rss_before = rss_kb(rig.server_pid)
+    for c in range(cfg.waiting_chunks):
+        r0, t0 = rss_kb(rig.server_pid), time.perf_counter()
+        await add_waiting(rig, chunk)
+        created_per_s.append(chunk / (time.perf_counter() - t0))
+        per_wf_kb.append((rss_kb(rig.server_pid) - r0) / chunk)
+        progress(f"waiting: {cfg.few_waiting + (c + 1) * chunk} ({per_wf_kb[-1]:.2f} KiB each)")
+    rss_after = rss_kb(rig.server_pid)
+    # With no requests at all, watch the server for the leases (60 s) and retries (30 s) of the burst to lapse.
+    after = [await idle_cpu(rig, 1.0) for _ in range(int(cfg.after_burst_s))]
+    if after:
+        progress(f"after the burst, no requests: {sum(after):.0f} ms CPU over {len(after)} s, peak {max(after):.0f} ms/s")
+    settle_many = await settle(rig, cfg.settle_s)
+    idle_many = await idle_cpu(rig, 3.0 if cfg.settle_s else 1.0)
+    many, sys_many = await cpu_batches(rig, cfg.cpu_batches, cfg.cpu_batch_cycles, cfg.concurrency)
+    progress(f"cpu/workflow with {cfg.few_waiting + cfg.many_waiting} waiting: {statistics.median(many):.2f} ms")
+    return {
+        "waiting_few": cfg.few_waiting,
+        "waiting_many": cfg.few_waiting + cfg.many_waiting,
+        "cpu_ms_per_wf_few_waiting": summary(few, "ms"),
+        "cpu_ms_per_wf_many_waiting": summary(many, "ms"),
+        "cpu_ratio_many_over_few": statistics.median(many) / statistics.median(few),
+        "cpu_kernel_share_few_many": [statistics.median(sys_few), statistics.median(sys_many)],
+        "settle_s_before_few_many": [settle_few, settle_many],
+        "idle_cpu_ms_per_s_few": idle_few,
+        "idle_cpu_ms_per_s_many": idle_many,
+        "after_burst_cpu_ms_per_s": after,
+        "after_burst_cpu_ms_per_waiting_wf": sum(after) / cfg.many_waiting if after else None,
+        "rss_kib_per_waiting_wf": summary(per_wf_kb, "KiB"),
+        "rss_kib_per_waiting_wf_overall": (rss_after - rss_before) / cfg.many_waiting,
+        "rss_kib_before_after": [rss_before, rss_after],
+        "waiting_wf_created_per_s": summary(created_per_s, "wf/s"),
+    }
+
+
+async def section_server(tmp: Path, cfg: Config, durable: bool, profile: Path | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with ServerRig(tmp, "server-a", durable, profile) as rig:
+        progress("latency")
+        out["latency"] = await bench_latency(rig, cfg.latency_runs)
+        progress("throughput")
+        out["throughput"] = await bench_throughput(rig, cfg.throughput_runs, cfg.throughput_cycles, cfg.concurrency)
+    async with ServerRig(tmp, "server-b", durable) as rig:
+        progress("scaling (cpu and memory with waiting workflows)")
+        out["scaling"] = await bench_scaling(rig, cfg)
+    return out
+
+
+# -- section 2: the hitl stack -------------------------------------------------------------------
+
+
+async def section_stack(tmp: Path, runs: int, durable: bool) -> dict[str, Any]:
+    from hitl.smtpsink import links_in, read_inbox
+
+    stack = Stack(tmp / "stack", signing_key=secrets.token_urlsafe(48), durable=durable)
+    await asyncio.to_thread(stack.start, workers=1)
+    assert stack.start_fn is not None and stack.server is not None
+    start_url = stack.start_fn.url + "/"
+    server_url = stack.server.url
+    http = aiohttp.ClientSession()
+    listen = Resonate(url=server_url, group="bench-listener")
+    driver = Driver.__new__(Driver)  # only its raw requests
+    driver.url, driver.session = server_url, http
+    try:
+
+        async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str, pause: float = 0.0) -> Any:
+            deadline = time.monotonic() + timeout
+            while not (value := await check()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(what)
+                await asyncio.sleep(pause)
+            return value
+
+        async def one(wid: str) -> tuple[float, ...]:
+            body = {"workflow_id": wid, "approvers": ["alice@example.com"], "subject": f"Approve {wid}", "details": {"service": "api"}}
+            t_s = time.perf_counter()
+            async with http.post(start_url, json=body) as r:
+                assert r.status == 202, await r.text()
+            start_ms = (time.perf_counter() - t_s) * 1000
+
+            async def email() -> Any:  # the inbox is emptied after each run: at most one file
+                if not any(stack.inbox.glob("*.eml")):
+                    return None
+                found = [m for m in read_inbox(stack.inbox) if wid in str(m["Subject"])]
+                return found[0] if found else None
+
+            msg = await until(email, 30, f"email for {wid}", pause=0.002)
+            email_ms = (time.perf_counter() - t_s) * 1000
+            async with http.get(links_in(msg)["approve"]) as r:  # what the person sees; changes nothing
+                page = await r.text()
+            tokens = re.findall(r'name="token"\s+value="([^"]+)"', page)
+            token = next(t for t in tokens if _claims(t)[2] == "approve")
+            await driver.wait_suspended(wid)
+            handle = await listen.get(wid)  # a listener on the run's root promise: pushed when it settles
+            t0 = time.perf_counter()
+            async with http.post(stack.unblock_url, data={"token": token, "comment": "bench"}) as r:
+                assert r.status == 200, (r.status, (await r.text())[:300])
+            t1 = time.perf_counter()
+            await asyncio.wait_for(handle.result(), 30)
+            t2 = time.perf_counter()
+            async with http.get(start_url, params={"workflow_id": wid}) as r:
+                status = await r.json()
+            t3 = time.perf_counter()
+            assert status["status"] == "done" and status["result"]["decision"] == "approved", status
+            ms = lambda a, b: (b - a) * 1000  # noqa: E731
+            return start_ms, email_ms, ms(t0, t1), ms(t1, t2), ms(t1, t3), ms(t0, t3)
+
+        def clear_inbox() -> None:
+            for p in stack.inbox.glob("*.eml"):
+                p.unlink()
+
+        for i in range(3):  # warm-up
+            await one(f"warm-{i}-{uuid.uuid4().hex[:8]}")
+            clear_inbox()
+        rows = []
+        for i in range(runs):
+            rows.append(await one(f"bench-{uuid.uuid4().hex[:12]}"))
+            clear_inbox()
+            if (i + 1) % 10 == 0:
+                progress(f"stack run {i + 1}/{runs}")
+        cols = [list(c) for c in zip(*rows, strict=True)]
+        return {
+            "start_post_ms": summary(cols[0], "ms"),
+            "start_to_email_ms": summary(cols[1], "ms"),
+            "unblock_post_ms": summary(cols[2], "ms"),
+            "post_returned_to_settled_ms": summary(cols[3], "ms"),
+            "post_returned_to_result_ms": summary(cols[4], "ms"),
+            "post_sent_to_result_ms": summary(cols[5], "ms"),
+        }
+    finally:
+        await listen.stop()
+        await http.close()
+        await asyncio.to_thread(stack.stop)
+
+
+def _claims(token: str) -> list[Any]:
+    import base64
+
+    payload = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"hitl benchmark  ({'quick' if results['quick'] else 'full'}; server {'durable --db' if results['durable'] else 'in memory'})",
+        f"machine: {m['nproc']} CPU, {m['cpu']}, Python {m['python']}, loadavg start {' '.join(m['loadavg_at_start'])}, end {' '.join(m['loadavg_at_end'])}",
+        f"command: {m['command']}",
+        "",
+        f"{'figure':<62} {'median':>10} {'p99':>10}  {'n':>5}",
+        "-" * 88,
+    ]
+
+    def row(label: str, s: dict[str, Any], fmt: str = "{:.2f}") -> None:
+        unit = s["unit"]
+        lines.append(f"{label + ' (' + unit + ')':<62} {fmt.format(s['median']):>10} {fmt.format(s['p99']):>10}  {s['n']:>5}")
+
+    srv = results.get("server")
+    if srv:
+        lat, tp, sc = srv["latency"], srv["throughput"], srv["scaling"]
+        lines.append("1. local server, real SDK (server, worker, driver: 3 processes)")
+        row("  resolve round trip, workflow's promise", lat["resolve_rtt_ms"])
+        row("  resolve -> workflow result pushed to listener", lat["resolve_to_completion_ms"])
+        row("  baseline: resolve round trip, bare promise", lat["bare_resolve_rtt_ms"])
+        row("  baseline: resolve -> push, bare promise (no workflow)", lat["bare_resolve_to_push_ms"])
+        row(f"  start+resolve cycles/s, 1 worker, {tp['concurrency']} in flight", tp["cycles_per_s"], "{:.0f}")
+        row("  server CPU per cycle during throughput", tp["server_cpu_ms_per_cycle"])
+        row("  worker CPU per cycle during throughput", tp["worker_cpu_ms_per_cycle"])
+        row(f"  server CPU per workflow, {sc['waiting_few']} waiting", sc["cpu_ms_per_wf_few_waiting"])
+        row(f"  server CPU per workflow, {sc['waiting_many']} waiting", sc["cpu_ms_per_wf_many_waiting"])
+        lines.append(f"{'  CPU ratio, many / few waiting (median / median)':<62} {sc['cpu_ratio_many_over_few']:>10.2f}")
+        ks = sc["cpu_kernel_share_few_many"]
+        lines.append(f"{'  kernel (stime) share of that CPU, few / many waiting':<62} {ks[0]:>10.0%} {ks[1]:>10.0%}")
+        row("  server RSS per waiting workflow, per chunk", sc["rss_kib_per_waiting_wf"])
+        lines.append(
+            f"{'  server RSS per waiting workflow, overall (KiB)':<62} {sc['rss_kib_per_waiting_wf_overall']:>10.2f}"
+            f"   RSS {sc['rss_kib_before_after'][0] / 1024:.0f} -> {sc['rss_kib_before_after'][1] / 1024:.0f} MiB"
+        )
+        after = sc["after_burst_cpu_ms_per_s"]
+        if after:
+            busy = [i for i, v in enumerate(after) if v > 1000 / CLK_TCK]
+            lines.append(
+                f"{'  server CPU, no requests, 70 s after adding them (ms/wf)':<62} {sc['after_burst_cpu_ms_per_waiting_wf']:>10.3f}"
+                f"   peak {max(after):.0f} ms/s, busy until +{(busy[-1] + 1) if busy else 0} s"
+            )
+        row("  waiting workflows created per s (no listener)", sc["waiting_wf_created_per_s"], "{:.0f}")
+    st = results.get("stack")
+    if st:
+        lines.append("2. hitl stack (server, SMTP sink, worker, start, unblock: 5 processes)")
+        row("  start POST round trip", st["start_post_ms"])
+        row("  start POST -> email stored", st["start_to_email_ms"])
+        row("  approver's POST to unblock, round trip", st["unblock_post_ms"])
+        row("  unblock POST returned -> run settled (listener push)", st["post_returned_to_settled_ms"])
+        row("  unblock POST returned -> result read via GET", st["post_returned_to_result_ms"])
+        row("  unblock POST sent -> result read via GET", st["post_sent_to_result_ms"])
+    lines.append(f"total wall time {results['wall_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small counts, a smoke run under a minute")
+    ap.add_argument("--durable", action="store_true", help="run the local server with --db (SQLite) instead of in memory")
+    ap.add_argument("--no-stack", action="store_true", help="skip section 2 (the hitl stack)")
+    ap.add_argument("--no-server", action="store_true", help="skip section 1 (the local server)")
+    ap.add_argument("--profile-server", type=Path, metavar="PROF", help="run section 1's first server under cProfile, write its stats here")
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder (process logs) and print its path")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here (e.g. bench-results.json)")
+    args = ap.parse_args()
+    cfg = QUICK if args.quick else FULL
+    if args.quick:
+        progress("quick: no settling before CPU batches, so the many-waiting CPU figure includes the post-burst work")
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "durable": args.durable, "config": cfg.__dict__}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hitl-bench-", delete=not args.keep) as tmp:
+        if args.keep:
+            progress(f"logs under {tmp}")
+        if not args.no_server:
+            results["server"] = asyncio.run(section_server(Path(tmp), cfg, args.durable, args.profile_server))
+            if args.profile_server:
+                import pstats
+
+                progress(f"server profile (latency + throughput phases) in {args.profile_server}")
+                pstats.Stats(str(args.profile_server), stream=sys.stderr).sort_stats("tottime").print_stats(30)
+        if not args.no_stack:
+            progress("hitl stack")
+            results["stack"] = asyncio.run(section_stack(Path(tmp), cfg.stack_runs, args.durable))
+    results["wall_s"] = time.perf_counter() - t0
+    results["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    print(table(results))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
