@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from e2e.api import Api, Target, deployed
-from e2e.conftest import make_stack
+from e2e.api import Api, Target
+from e2e.conftest import targets
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
@@ -84,13 +84,7 @@ def target(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """A deployment when ``HITL_START_URL`` is set (links minted with the key), else a local
     stack as real processes. Depends on ``browser`` so a missing browser skips before any
     process starts."""
-    remote = deployed()
-    if remote is not None:
-        yield remote
-        return
-    stack = make_stack(tmp_path_factory.mktemp("browser-stack"))
-    yield Target.local(stack)
-    stack.stop()
+    yield from targets(tmp_path_factory, "browser-stack")
 
 
 @pytest.fixture

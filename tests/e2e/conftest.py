@@ -26,17 +26,22 @@ def make_stack(state: Path, *, durable: bool = False, workers: int = 1, env: dic
     return stack
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def targets(tmp_path_factory: pytest.TempPathFactory, name: str = "stack", **kwargs) -> Iterator[Target]:
     """Where the tests run: a deployment when ``HITL_START_URL`` is set (see infra/README.md),
-    else one local stack shared by a module's tests (each test uses its own workflow ids)."""
+    else a local stack (``kwargs`` go to :func:`make_stack`) stopped when the generator ends."""
     remote = deployed()
     if remote is not None:
         yield remote
         return
-    s = make_stack(tmp_path_factory.mktemp("stack"))
+    s = make_stack(tmp_path_factory.mktemp(name), **kwargs)
     yield Target.local(s)
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """One target shared by a module's tests (each test uses its own workflow ids)."""
+    yield from targets(tmp_path_factory)
 
 
 @pytest.fixture

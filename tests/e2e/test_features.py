@@ -20,9 +20,12 @@ from hitl.smtpsink import links_in
 from hitl.stack import wait_until
 
 from .api import Api, Target, token_of, unique
-from .conftest import make_stack
+from .conftest import targets
 
 NOTIFY_SECRET = secrets.token_urlsafe(32)
+
+#: These tests read the local inbox and receive Slack/webhook posts on this machine.
+pytestmark = pytest.mark.usefixtures("local")
 
 
 class Receiver:
@@ -53,16 +56,12 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    stack = make_stack(
-        tmp_path_factory.mktemp("features"),
-        env={
-            "HITL_SLACK_ALLOWED_HOSTS": "127.0.0.1",
-            "HITL_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-            "HITL_NOTIFY_WEBHOOK_SECRET": NOTIFY_SECRET,
-        },
-    )
-    yield Target.local(stack)
-    stack.stop()
+    channels = {
+        "HITL_SLACK_ALLOWED_HOSTS": "127.0.0.1",
+        "HITL_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "HITL_NOTIFY_WEBHOOK_SECRET": NOTIFY_SECRET,
+    }
+    yield from targets(tmp_path_factory, "features", env=channels)
 
 
 @pytest.fixture(scope="module")
