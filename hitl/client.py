@@ -17,14 +17,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import aiohttp
 from resonate.connections.http import HttpConnection
 from resonate.connections.sse import SseFramer, resolve_target, unicast
+from resonate.ids import origin_of
 from resonate.resonate import Resonate
 from resonate.retry import ExponentialBackoff
+from resonate.send import Sender, TaskRef
+from resonate.transport import Transport
 
 from hitl.settings import ResonateSettings
 
@@ -55,14 +58,66 @@ def polling(settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, p
     """
     pid = pid or uuid.uuid4().hex
     source = PollSource(settings.url, group=settings.group, pid=pid, token=settings.token, session_timeout=sse_timeout)
+    network = HttpConnection(url=settings.url, auth=settings.token)
+    heartbeat = OriginHeartbeat(
+        pid, interval=ttl.total_seconds() / 2, sender=Sender(Transport(network), settings.token)
+    )
     return Resonate(
-        network=HttpConnection(url=settings.url, auth=settings.token),
+        network=network,
         sources=[source],
         group=settings.group,
         pid=pid,
         ttl=ttl,
         token=settings.token,
+        heartbeat=heartbeat,
     )
+
+
+class OriginHeartbeat:
+    """Keeps the leases of the tasks a worker runs alive: one ``task.heartbeat`` per origin.
+
+    The SDK's own heartbeat sends every task in one request, but the server
+    refuses a batch whose tasks belong to different workflows (400 "All tasks
+    must belong to the same origin") and extends none of them: with two
+    workflows running at once on a worker, every lease would lapse and its
+    step (an email) run again. Implements :class:`resonate.heartbeat.Heartbeat`.
+    """
+
+    def __init__(self, pid: str, *, interval: float, sender: Sender, sleeper: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+        self._pid = pid
+        self._interval = interval
+        self._sender = sender
+        self._sleeper = sleeper
+        self.active: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, task_id: str, task_version: int) -> None:
+        self.active[task_id] = task_version
+        if self._task is None:
+            self._task = asyncio.create_task(self._beat())
+
+    def stop(self, task_id: str) -> None:
+        self.active.pop(task_id, None)
+        if not self.active:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.active.clear()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+    async def _beat(self) -> None:
+        while True:
+            by_origin: dict[str, list[TaskRef]] = {}
+            for id, version in list(self.active.items()):
+                by_origin.setdefault(origin_of(id), []).append(TaskRef(id=id, version=version))
+            results = await asyncio.gather(
+                *(self._sender.task_heartbeat(self._pid, refs) for refs in by_origin.values()), return_exceptions=True
+            )
+            for failed in (r for r in results if isinstance(r, Exception)):
+                logger.warning("heartbeat failed", extra={"fields": {"error": str(failed)}})
+            await self._sleeper(self._interval)
 
 
 class PollSource:

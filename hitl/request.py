@@ -288,6 +288,10 @@ def _subject(value: object) -> str:
 def _details(value: object) -> JSON:
     if _depth(value) > MAX_DETAILS_DEPTH:
         raise _bad("details", f"must not be nested more than {MAX_DETAILS_DEPTH} levels")
+    try:  # JSON may escape a lone surrogate (\ud800), which no UTF-8 text can hold
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad("details", "must be valid Unicode text (it holds a lone surrogate)") from None
     return value  # type: ignore[return-value]  # decoded JSON, checked by the caller
 
 

@@ -241,14 +241,6 @@ def test_start_a_lone_surrogate_in_a_checked_field_is_a_400(s: Sentinels, field:
     assert (r.status_code, r.json().get("field", "").split("[")[0]) == (400, field), r.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A lone surrogate escape in `details` (a value or a key) passes validation; serializing the run for "
-        "the server then fails and operations.start maps that ResonateError to ServerUnavailable: "
-        "503 'the workflow server is unavailable' + Retry-After, instead of 400 field=details"
-    ),
-)
 @pytest.mark.parametrize("details", ['"\\ud800"', '{"\\udfff": 1}', '["ok", {"k": "x\\udc80y"}]'])
 def test_start_a_lone_surrogate_in_details_is_a_400(s: Sentinels, details: str) -> None:
     body = json.dumps({**s.api.request_body(unique("surrogate")), "details": "@@"}).replace('"@@"', details)

@@ -355,15 +355,6 @@ def test_a_send_slower_than_the_lease_is_sent_once(bare: Stack) -> None:
         relay.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "The SDK heartbeats all of a worker's tasks in one task.heartbeat; the server refuses a batch "
-        "spanning several origins (400 'All tasks must belong to the same origin', as the real server "
-        "does), so no lease is extended while a worker runs two workflows: each lapses after "
-        "HITL_TASK_TTL, the step runs again and the email is sent again, every TTL."
-    ),
-)
 def test_two_concurrent_sends_slower_than_the_lease_are_each_sent_once(bare: Stack) -> None:
     """Two runs on one worker, both in their email step for 5 s (lease 3 s, heartbeat every 1.5 s)."""
     api = Api(Target.local(bare))
