@@ -39,7 +39,9 @@ CHROMIUM_ARGS = [
 ACTION_TIMEOUT_MS = 15_000
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it lives, and every later test calling asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip(f"Chromium not found at {CHROMIUM}: run scripts/install_browser.sh (or set HITL_CHROMIUM)")
@@ -50,9 +52,9 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """One headless Chromium for the session. Playwright starts it with a fresh, temporary
+    """One headless Chromium for the module. Playwright starts it with a fresh, temporary
     ``--user-data-dir`` of its own and removes it on close."""
     b = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
     yield b
@@ -79,7 +81,7 @@ def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def target(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """A deployment when ``HITL_START_URL`` is set (links minted with the key), else a local
     stack as real processes. Depends on ``browser`` so a missing browser skips before any
