@@ -1,25 +1,34 @@
 """Benchmark: the local Resonate server and the hitl stack, over real processes and sockets.
 
-    .venv/bin/python scripts/bench.py [--quick] [--durable] [--no-stack] [--out bench-results.json]
+    .venv/bin/python scripts/bench.py [--quick] [--durable] [--skip SECTIONS] [--py-spy DIR] [--out bench-results.json]
 
 Every component is its own OS process: the local server (``python -m
-hitl.localserver``), the worker(s) (``scripts/bench_worker.py``, the real SDK),
-and this script as the driver. Figures are medians and p99s over repeated
-runs; the table is printed and (with ``--out``) written as JSON.
+hitl.localserver``), the worker(s), the SMTP sink, ``start`` and ``unblock``
+under ``functions-framework --asgi``, and this script as the driver. Figures
+are medians and p99s over repeated runs; the table is printed and (with
+``--out``) written as JSON. The load average is printed at start and end: on
+a shared 2-core machine every figure moves with it.
 
-Section 1, the local server with the real SDK (``wf``: create a promise,
-announce its id, wait on it):
+Section 1 (``server``), the local server with the real SDK (``scripts/bench_worker.py``'s
+``wf``: create a promise, announce its id, wait on it): resolve latency,
+start+resolve cycles per second, server CPU per workflow with few and many
+waiting, server RSS per waiting workflow.
 
-- resolve round trip and resolve-to-completion latency (the driver resolves
-  the promise of a *suspended* workflow and waits on a listener for the root
-  promise; no polling delay);
-- start+resolve cycles per second with one worker;
-- server CPU per workflow (utime+stime of the server process over a batch of
-  cycles) with few and with many workflows already waiting, and their ratio;
-- server RSS per waiting workflow.
+The hitl stack (``scripts/bench_stack.py``, which documents each):
 
-Section 2, the hitl stack (``hitl.stack.Stack``): the approver's POST to
-``unblock`` until the workflow's result is readable through ``start``'s GET.
+- ``latency``: resume latency, one request at a time: the approver's POST to
+  ``unblock`` returning until ``start``'s GET reads the result (and from the
+  POST being sent);
+- ``throughput``: full approval cycles per second (start, email, decide,
+  result) with 32 in flight, one worker then two, and the CPU time per cycle of
+  every process (``--py-spy DIR``: one more run under py-spy, top functions);
+- ``waiting``: 100 / 1,000 / 10,000 requests waiting at once: server and
+  worker RSS, and one more cycle at each level;
+- ``mem``: the server under tracemalloc (``scripts/bench_server_mem.py``) at
+  the largest level: top allocation sites, bytes per Promise / Task object;
+- ``cold``: cold start of ``start`` and ``unblock`` beside a bare
+  functions-framework hello world (``scripts/bench_hello.py``), and
+  ``python -X importtime functions/main.py``.
 """
 
 from __future__ import annotations
@@ -30,8 +39,6 @@ import json
 import math
 import os
 import platform
-import re
-import secrets
 import shlex
 import socket
 import statistics
@@ -52,7 +59,7 @@ from resonate.connections.sse import resolve_target  # noqa: E402
 from resonate.resonate import Resonate  # noqa: E402
 from resonate.types import TaskData, Value  # noqa: E402
 
-from hitl.stack import PYTHON, LocalServerProc, Proc, Stack  # noqa: E402
+from hitl.stack import PYTHON, LocalServerProc, Proc  # noqa: E402
 
 PROTOCOL_VERSION = "2026-04-01"
 GROUP = "bench"
@@ -74,17 +81,29 @@ class Config:
     stack_runs: int
     settle_s: float
     after_burst_s: float
+    tp_runs: int
+    tp_cycles: int
+    tp_concurrency: int
+    waiting_levels: tuple[int, ...]
+    waiting_cycles: int
+    waiting_settle_s: float
+    mem_level: int
+    cold_runs: int
 
 
 FULL = Config(
     latency_runs=200, throughput_runs=5, throughput_cycles=1000, concurrency=32,
     few_waiting=100, many_waiting=10_000, waiting_chunks=5, cpu_batches=5, cpu_batch_cycles=400,
-    stack_runs=50, settle_s=90, after_burst_s=70,
+    stack_runs=100, settle_s=90, after_burst_s=70,
+    tp_runs=4, tp_cycles=200, tp_concurrency=32, waiting_levels=(100, 1000, 10_000), waiting_cycles=20,
+    waiting_settle_s=20, mem_level=10_000, cold_runs=10,
 )  # fmt: skip
 QUICK = Config(
     latency_runs=20, throughput_runs=2, throughput_cycles=150, concurrency=32,
     few_waiting=100, many_waiting=600, waiting_chunks=2, cpu_batches=3, cpu_batch_cycles=80,
-    stack_runs=6, settle_s=0, after_burst_s=0,
+    stack_runs=15, settle_s=0, after_burst_s=0,
+    tp_runs=2, tp_cycles=80, tp_concurrency=32, waiting_levels=(100, 300), waiting_cycles=5,
+    waiting_settle_s=2, mem_level=300, cold_runs=2,
 )  # fmt: skip
 
 
@@ -466,95 +485,24 @@ async def section_server(tmp: Path, cfg: Config, durable: bool, profile: Path | 
 # -- section 2: the hitl stack -------------------------------------------------------------------
 
 
-async def section_stack(tmp: Path, runs: int, durable: bool) -> dict[str, Any]:
-    from hitl.smtpsink import links_in, read_inbox
+async def section_stack(tmp: Path, cfg: Config, durable: bool, skip: set[str], spy: Path | None) -> dict[str, Any]:
+    """Resume latency (one worker, one request at a time), then throughput with one and two workers."""
+    import bench_stack
 
-    stack = Stack(tmp / "stack", signing_key=secrets.token_urlsafe(48), durable=durable)
-    await asyncio.to_thread(stack.start, workers=1)
-    assert stack.start_fn is not None and stack.server is not None
-    start_url = stack.start_fn.url + "/"
-    server_url = stack.server.url
-    http = aiohttp.ClientSession()
-    listen = Resonate(url=server_url, group="bench-listener")
-    driver = Driver.__new__(Driver)  # only its raw requests
-    driver.url, driver.session = server_url, http
+    stack = await asyncio.to_thread(bench_stack.start_stack, tmp / "stack", durable=durable)
+    d = bench_stack.StackDriver(stack)
+    out: dict[str, Any] = {}
     try:
-
-        async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str, pause: float = 0.0) -> Any:
-            deadline = time.monotonic() + timeout
-            while not (value := await check()):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(what)
-                await asyncio.sleep(pause)
-            return value
-
-        async def one(wid: str) -> tuple[float, ...]:
-            body = {"workflow_id": wid, "approvers": ["alice@example.com"], "subject": f"Approve {wid}", "details": {"service": "api"}}
-            t_s = time.perf_counter()
-            async with http.post(start_url, json=body) as r:
-                assert r.status == 202, await r.text()
-            start_ms = (time.perf_counter() - t_s) * 1000
-
-            async def email() -> Any:  # the inbox is emptied after each run: at most one file
-                if not any(stack.inbox.glob("*.eml")):
-                    return None
-                found = [m for m in read_inbox(stack.inbox) if wid in str(m["Subject"])]
-                return found[0] if found else None
-
-            msg = await until(email, 30, f"email for {wid}", pause=0.002)
-            email_ms = (time.perf_counter() - t_s) * 1000
-            async with http.get(links_in(msg)["approve"]) as r:  # what the person sees; changes nothing
-                page = await r.text()
-            tokens = re.findall(r'name="token"\s+value="([^"]+)"', page)
-            token = next(t for t in tokens if _claims(t)[2] == "approve")
-            await driver.wait_suspended(wid)
-            handle = await listen.get(wid)  # a listener on the run's root promise: pushed when it settles
-            t0 = time.perf_counter()
-            async with http.post(stack.unblock_url, data={"token": token, "comment": "bench"}) as r:
-                assert r.status == 200, (r.status, (await r.text())[:300])
-            t1 = time.perf_counter()
-            await asyncio.wait_for(handle.result(), 30)
-            t2 = time.perf_counter()
-            async with http.get(start_url, params={"workflow_id": wid}) as r:
-                status = await r.json()
-            t3 = time.perf_counter()
-            assert status["status"] == "done" and status["result"]["decision"] == "approved", status
-            ms = lambda a, b: (b - a) * 1000  # noqa: E731
-            return start_ms, email_ms, ms(t0, t1), ms(t1, t2), ms(t1, t3), ms(t0, t3)
-
-        def clear_inbox() -> None:
-            for p in stack.inbox.glob("*.eml"):
-                p.unlink()
-
-        for i in range(3):  # warm-up
-            await one(f"warm-{i}-{uuid.uuid4().hex[:8]}")
-            clear_inbox()
-        rows = []
-        for i in range(runs):
-            rows.append(await one(f"bench-{uuid.uuid4().hex[:12]}"))
-            clear_inbox()
-            if (i + 1) % 10 == 0:
-                progress(f"stack run {i + 1}/{runs}")
-        cols = [list(c) for c in zip(*rows, strict=True)]
-        return {
-            "start_post_ms": summary(cols[0], "ms"),
-            "start_to_email_ms": summary(cols[1], "ms"),
-            "unblock_post_ms": summary(cols[2], "ms"),
-            "post_returned_to_settled_ms": summary(cols[3], "ms"),
-            "post_returned_to_result_ms": summary(cols[4], "ms"),
-            "post_sent_to_result_ms": summary(cols[5], "ms"),
-        }
+        if "latency" not in skip:
+            progress("hitl stack: resume latency")
+            out.update(await bench_stack.section_latency(d, cfg.stack_runs, progress))
+        if "throughput" not in skip:
+            progress("hitl stack: throughput")
+            out["throughput"] = await bench_stack.section_throughput(d, cfg, progress, spy)
     finally:
-        await listen.stop()
-        await http.close()
+        await d.close()
         await asyncio.to_thread(stack.stop)
-
-
-def _claims(token: str) -> list[Any]:
-    import base64
-
-    payload = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -567,13 +515,13 @@ def table(results: dict[str, Any]) -> str:
         f"machine: {m['nproc']} CPU, {m['cpu']}, Python {m['python']}, loadavg start {' '.join(m['loadavg_at_start'])}, end {' '.join(m['loadavg_at_end'])}",
         f"command: {m['command']}",
         "",
-        f"{'figure':<62} {'median':>10} {'p99':>10}  {'n':>5}",
-        "-" * 88,
+        f"{'figure':<66} {'median':>10} {'p99':>10}  {'n':>5}",
+        "-" * 92,
     ]
 
     def row(label: str, s: dict[str, Any], fmt: str = "{:.2f}") -> None:
         unit = s["unit"]
-        lines.append(f"{label + ' (' + unit + ')':<62} {fmt.format(s['median']):>10} {fmt.format(s['p99']):>10}  {s['n']:>5}")
+        lines.append(f"{label + ' (' + unit + ')':<66} {fmt.format(s['median']):>10} {fmt.format(s['p99']):>10}  {s['n']:>5}")
 
     srv = results.get("server")
     if srv:
@@ -588,63 +536,157 @@ def table(results: dict[str, Any]) -> str:
         row("  worker CPU per cycle during throughput", tp["worker_cpu_ms_per_cycle"])
         row(f"  server CPU per workflow, {sc['waiting_few']} waiting", sc["cpu_ms_per_wf_few_waiting"])
         row(f"  server CPU per workflow, {sc['waiting_many']} waiting", sc["cpu_ms_per_wf_many_waiting"])
-        lines.append(f"{'  CPU ratio, many / few waiting (median / median)':<62} {sc['cpu_ratio_many_over_few']:>10.2f}")
+        lines.append(f"{'  CPU ratio, many / few waiting (median / median)':<66} {sc['cpu_ratio_many_over_few']:>10.2f}")
         ks = sc["cpu_kernel_share_few_many"]
-        lines.append(f"{'  kernel (stime) share of that CPU, few / many waiting':<62} {ks[0]:>10.0%} {ks[1]:>10.0%}")
+        lines.append(f"{'  kernel (stime) share of that CPU, few / many waiting':<66} {ks[0]:>10.0%} {ks[1]:>10.0%}")
         row("  server RSS per waiting workflow, per chunk", sc["rss_kib_per_waiting_wf"])
         lines.append(
-            f"{'  server RSS per waiting workflow, overall (KiB)':<62} {sc['rss_kib_per_waiting_wf_overall']:>10.2f}"
+            f"{'  server RSS per waiting workflow, overall (KiB)':<66} {sc['rss_kib_per_waiting_wf_overall']:>10.2f}"
             f"   RSS {sc['rss_kib_before_after'][0] / 1024:.0f} -> {sc['rss_kib_before_after'][1] / 1024:.0f} MiB"
         )
         after = sc["after_burst_cpu_ms_per_s"]
         if after:
             busy = [i for i, v in enumerate(after) if v > 1000 / CLK_TCK]
             lines.append(
-                f"{'  server CPU, no requests, 70 s after adding them (ms/wf)':<62} {sc['after_burst_cpu_ms_per_waiting_wf']:>10.3f}"
+                f"{'  server CPU, no requests, 70 s after adding them (ms/wf)':<66} {sc['after_burst_cpu_ms_per_waiting_wf']:>10.3f}"
                 f"   peak {max(after):.0f} ms/s, busy until +{(busy[-1] + 1) if busy else 0} s"
             )
         row("  waiting workflows created per s (no listener)", sc["waiting_wf_created_per_s"], "{:.0f}")
     st = results.get("stack")
     if st:
         lines.append("2. hitl stack (server, SMTP sink, worker, start, unblock: 5 processes)")
-        row("  start POST round trip", st["start_post_ms"])
-        row("  start POST -> email stored", st["start_to_email_ms"])
-        row("  approver's POST to unblock, round trip", st["unblock_post_ms"])
-        row("  unblock POST returned -> run settled (listener push)", st["post_returned_to_settled_ms"])
-        row("  unblock POST returned -> result read via GET", st["post_returned_to_result_ms"])
-        row("  unblock POST sent -> result read via GET", st["post_sent_to_result_ms"])
+        if "resume_ms" in st:
+            lines.append("  one request at a time, 1 worker; person: email link -> page -> Approve")
+            row("  start POST round trip", st["start_post_ms"])
+            row("  start POST -> email stored", st["start_to_email_ms"])
+            row("  approver's POST to unblock, round trip", st["unblock_post_ms"])
+            row("  unblock POST returned -> run settled (listener push)", st["post_returned_to_settled_ms"])
+            row("  RESUME: POST returned -> result read via GET [<15/<60]", st["resume_ms"])
+            row("  unblock POST sent -> result read via GET", st["post_sent_to_result_ms"])
+        tp = st.get("throughput")
+        if tp:
+            lines.append("  full cycles: start POST, email in inbox, minted token, unblock POST, result GET")
+            for key, label in (("one_worker", "1 worker"), ("two_workers", "2 workers")):
+                t = tp[key]
+                row(f"  cycles/s, {label}, {t['concurrency']} in flight [>=150, 1 worker]", t["cycles_per_s"], "{:.0f}")
+                row(f"  cycle duration, {label}", t["cycle_ms"], "{:.0f}")
+                cpu = t["cpu_ms_per_cycle"]
+                lines.append(f"    CPU ms per cycle, {label} (median over runs; total {t['cpu_ms_per_cycle_total']['median']:.1f}):")
+                lines.append("      " + "  ".join(f"{n} {v['median']:.2f}" for n, v in cpu.items()))
+                product = sum(v["median"] for n, v in cpu.items() if n not in ("sink", "driver"))
+                ncpu = results["machine"]["nproc"]
+                lines.append(
+                    f"      CPU-bound ceiling on {ncpu} cores: {1000 * ncpu / t['cpu_ms_per_cycle_total']['median']:.0f} cycles/s;"
+                    f" product processes alone (no sink, no driver: {product:.1f} ms) {1000 * ncpu / product:.0f} cycles/s"
+                )
+                for proc, prof in (t.get("py_spy") or {}).items():
+                    top = ", ".join(f"{f.split(' (')[0]} {share:.0%}" for f, share in prof["self"][:5])
+                    lines.append(f"      py-spy {proc} self: {top}")
+    wt = results.get("waiting")
+    if wt:
+        lines.append("3. cost of waiting (1 worker; created via start POSTs, 64 in flight, until emailed; minimal SMTP sink)")
+        b = wt["base_rss_kib"]
+        lines.append(f"  before: server RSS {b['server'] / 1024:.1f} MiB, worker RSS {b['worker'] / 1024:.1f} MiB")
+        lines.append(f"  {'waiting':>8} {'created/s':>9} {'srv MiB':>8} {'KiB/req':>8} {'wrk MiB':>8} {'idle ms/s':>9} {'cycle med':>9} {'p99 ms':>7}")
+        for lv in wt["levels"]:
+            c = lv["cycle_ms"]
+            lines.append(
+                f"  {lv['waiting']:>8} {lv['created_per_s']:>9.0f} {lv['server_rss_kib'] / 1024:>8.1f} {lv['server_kib_per_waiting']:>8.2f}"
+                f" {lv['worker_rss_kib'] / 1024:>8.1f} {lv['server_idle_cpu_ms_per_s']:>9.0f} {c['median']:>9.0f} {c['p99']:>7.0f}"
+            )
+        lines.append(
+            f"{'  one more cycle, most / fewest waiting (median) [<=1.3]':<66} {wt['cycle_ratio_last_over_first']:>10.2f}"
+        )
+        lines.append(
+            f"{'  worker RSS growth, before -> most waiting (KiB) [flat]':<66} {wt['worker_rss_growth_kib']:>10.0f}"
+            f"   {wt['worker_kib_per_waiting_after_first_level']:.2f} KiB per request after the first level"
+        )
+    mem = results.get("server_mem")
+    if mem:
+        at = mem["at"]
+        lines.append(f"4. local server memory at {mem['waiting']} waiting (tracemalloc, 1 frame)")
+        lines.append(
+            f"  traced per waiting request {mem['traced_bytes_per_waiting']:.0f} B; per request "
+            f"{mem['promises_per_waiting']:.2f} Promise, {mem['tasks_per_waiting']:.2f} Task objects"
+        )
+        for kind in ("Promise", "Task"):
+            o = at["objects"][kind]
+            parts = ", ".join(f"{k} {v:.0f}" for k, v in o["bytes_per_object_by_attr"].items() if v >= 8)
+            lines.append(f"  {kind}: {o['count']} objects, {o['bytes_per_object']:.0f} B each ({parts})")
+            lines.append(f"    of which duplicate strings (equal values, separate objects): {o['duplicate_str_bytes_per_object']:.0f} B")
+        eng = ", ".join(f"{k} {v['bytes'] / max(mem['waiting'], 1):.0f}" for k, v in at["engine"].items() if v["bytes"] > 1024)
+        lines.append(f"  engine indexes beyond the objects, B per waiting request: {eng}")
+        lines.append(f"  {'top 10 allocation sites by growth per waiting request':<70} {'MiB':>6} {'B/req':>6}")
+        for x in at["top_growth"]:
+            lines.append(f"  {x['site'][-34:]:<34} {x['code'][:35]:<35} {x['bytes'] / 2**20:>6.2f} {x['bytes_per_waiting']:>6.0f}")
+    cold = results.get("cold")
+    if cold:
+        lines.append("5. cold start: process start -> first request answered (functions-framework --asgi)")
+        for n in ("hello", "start", "unblock"):
+            row(f"  {n} (HTTP {','.join(map(str, cold[n]['statuses']))})", cold[n], "{:.0f}")
+        lines.append(f"{'  ratio to hello, start / unblock (median) [<1.5]':<66} {cold['ratio_start']:>10.2f} {cold['ratio_unblock']:>10.2f}")
+        it = cold["importtime_main"]
+        lines.append(
+            f"  python -X importtime functions/main.py (median of runs): {it['total_ms']:.0f} ms, {it['modules']} modules"
+            f" (bench_hello.py: {cold['importtime_hello']['total_ms']:.0f} ms); top 10 cumulative:"
+        )
+        for r in it["top_cumulative"]:
+            lines.append(f"    {'  ' * r['depth']}{r['module']:<{46 - 2 * r['depth']}} {r['cumulative_us'] / 1000:>7.1f} ms  (self {r['self_us'] / 1000:.1f})")
     lines.append(f"total wall time {results['wall_s']:.0f} s")
     return "\n".join(lines)
 
 
+SECTIONS = ("server", "latency", "throughput", "waiting", "mem", "cold")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small counts, a smoke run under a minute")
+    ap.add_argument("--quick", action="store_true", help="small counts, a smoke run (about 90 s)")
     ap.add_argument("--durable", action="store_true", help="run the local server with --db (SQLite) instead of in memory")
-    ap.add_argument("--no-stack", action="store_true", help="skip section 2 (the hitl stack)")
+    ap.add_argument("--skip", default="", help=f"comma-separated sections to skip: {','.join(SECTIONS)}")
+    ap.add_argument("--no-stack", action="store_true", help="skip every hitl stack section (latency,throughput,waiting,mem,cold)")
     ap.add_argument("--no-server", action="store_true", help="skip section 1 (the local server)")
     ap.add_argument("--profile-server", type=Path, metavar="PROF", help="run section 1's first server under cProfile, write its stats here")
+    ap.add_argument("--py-spy", type=Path, metavar="DIR", help="after each throughput series, one more run under py-spy (pip install py-spy); profiles here, summary in the table")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (process logs) and print its path")
     ap.add_argument("--out", type=Path, help="write the results as JSON here (e.g. bench-results.json)")
     args = ap.parse_args()
+    skip = {x.strip() for x in args.skip.split(",") if x.strip()}
+    if unknown := skip - set(SECTIONS):
+        ap.error(f"unknown sections: {sorted(unknown)}")
+    if args.no_server:
+        skip.add("server")
+    if args.no_stack:
+        skip.update(SECTIONS[1:])
     cfg = QUICK if args.quick else FULL
     if args.quick:
         progress("quick: no settling before CPU batches, so the many-waiting CPU figure includes the post-burst work")
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "durable": args.durable, "config": cfg.__dict__}
+    progress(f"load average at start: {' '.join(results['machine']['loadavg_at_start'])}")
     t0 = time.perf_counter()
+    import bench_stack
+
     with tempfile.TemporaryDirectory(prefix="hitl-bench-", delete=not args.keep) as tmp:
         if args.keep:
             progress(f"logs under {tmp}")
-        if not args.no_server:
+        if "server" not in skip:
             results["server"] = asyncio.run(section_server(Path(tmp), cfg, args.durable, args.profile_server))
             if args.profile_server:
                 import pstats
 
                 progress(f"server profile (latency + throughput phases) in {args.profile_server}")
                 pstats.Stats(str(args.profile_server), stream=sys.stderr).sort_stats("tottime").print_stats(30)
-        if not args.no_stack:
-            progress("hitl stack")
-            results["stack"] = asyncio.run(section_stack(Path(tmp), cfg.stack_runs, args.durable))
+        if not {"latency", "throughput"} <= skip:
+            results["stack"] = asyncio.run(section_stack(Path(tmp), cfg, args.durable, skip, args.py_spy))
+        if "waiting" not in skip:
+            progress(f"cost of waiting: {', '.join(map(str, cfg.waiting_levels))} requests")
+            results["waiting"] = asyncio.run(bench_stack.section_waiting(Path(tmp), cfg, progress, args.durable))
+        if "mem" not in skip:
+            progress(f"server memory breakdown (tracemalloc) at {cfg.mem_level} waiting")
+            results["server_mem"] = asyncio.run(bench_stack.section_server_mem(Path(tmp), cfg.mem_level, progress, args.durable))
+        if "cold" not in skip:
+            progress("cold start")
+            results["cold"] = bench_stack.section_cold(Path(tmp), cfg.cold_runs, progress)
     results["wall_s"] = time.perf_counter() - t0
     results["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     print(table(results))
