@@ -81,11 +81,32 @@ def value_obj(data: dict[str, Any], field: str) -> dict[str, Any]:
     return out
 
 
+#: The tag keys every record carries, and the keys whose values repeat across records.
+_KEYS = {
+    k: k
+    for k in (
+        "resonate:origin", "resonate:branch", "resonate:parent", "resonate:scope", "resonate:target",
+        "resonate:timer", "resonate:external", "resonate:delay", "resonate:prefix", "hitl:func",
+    )
+}  # fmt: skip
+_SHARED_VALUES = frozenset({"resonate:scope", "resonate:target", "resonate:timer", "resonate:external", "hitl:func"})
+#: One string object per distinct shared value (bounded: values come from clients).
+_values: dict[str, str] = {}
+
+
+def _shared(value: str) -> str:
+    if len(_values) < 4096:
+        return _values.setdefault(value, value)
+    return _values.get(value, value)
+
+
 def tags_of(data: dict[str, Any]) -> dict[str, str]:
     tags = obj(data, "tags", required=False)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
         raise bad("Invalid request: `tags` must map strings to strings")
-    return tags
+    # Every record carries the same few keys: share one string object for each
+    # (a JSON decode makes a fresh copy per record). Ids are not interned.
+    return {_KEYS.get(k, k): _shared(v) if k in _SHARED_VALUES else v for k, v in tags.items()}
 
 
 def is_address(value: str) -> bool:
