@@ -48,13 +48,9 @@ from resonate.types import Value
 from hitl import policy, runs
 from hitl.clock import iso, now_ms
 from hitl.notifier import Notifier
+from hitl.policy import RUN_MARGIN, WORKFLOW, result_of
 from hitl.request import ApprovalRequest
 
-#: How long a run outlives its last deadline: room for the expiry to be
-#: applied even if every worker was down at the deadline itself.
-RUN_MARGIN = timedelta(days=1)
-
-WORKFLOW = "approval"
 EXPIRY = "approval_expiry"
 REMINDER = "approval_reminder"
 
@@ -71,11 +67,6 @@ class Group:
     name: str
 
 
-def run_timeout(request: ApprovalRequest) -> timedelta:
-    """The run's own timeout: every round plus the margin."""
-    return timedelta(seconds=policy.layout(request).total_seconds) + RUN_MARGIN
-
-
 def started_at(run_timeout_at_ms: int, lay: policy.Layout) -> int:
     """When the run started (ms), derived from its fixed timeout."""
     return run_timeout_at_ms - 1000 * lay.total_seconds - int(RUN_MARGIN.total_seconds() * 1000)
@@ -84,16 +75,6 @@ def started_at(run_timeout_at_ms: int, lay: policy.Layout) -> int:
 def decision_value(decision: str, by: str | None, comment: str, at_ms: int, **extra: Any) -> dict[str, Any]:
     """A decision as stored in a promise and returned as the run's result."""
     return {"decision": decision, "by": by, "comment": comment, "decided_at": iso(at_ms), **extra}
-
-
-def result_of(value: Any) -> dict[str, Any]:
-    """The public part of a run's result (or of any stored decision)."""
-    if not isinstance(value, dict):
-        return {"decision": "expired", "by": None, "comment": "", "decided_at": None}
-    out = {k: value.get(k) for k in ("decision", "by", "comment", "decided_at")}
-    if "decisions" in value:
-        out["decisions"] = value["decisions"]
-    return out
 
 
 async def _peek(future: ResonateFuture[Any]) -> Any:

@@ -208,7 +208,7 @@ async def cmd_list(ctx: Context, args: argparse.Namespace) -> Output:
 
 
 async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
-    from hitl import approval, operations, policy
+    from hitl import operations, policy
     from hitl.clock import now_ms
     from hitl.policy import vote_value
 
@@ -242,7 +242,7 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
         raise Failure(NOT_FOUND, f"{workflow_id!r} has no vote for {approver} yet (the run is starting); try again", **doc)
     doc["progress"] = state.progress
     if outcome == "recorded":
-        doc["vote"] = approval.result_of(value)
+        doc["vote"] = policy.result_of(value)
         pairs = [("workflow_id", workflow_id), ("vote", "recorded"), *doc["vote"].items(), *render_progress(state.progress)]
         return Output(doc, fields(pairs))
     if outcome == "already":

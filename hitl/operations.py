@@ -18,7 +18,7 @@ from resonate.resonate import Resonate
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
-from hitl import approval, policy, runs
+from hitl import policy, runs
 from hitl.clock import iso, now_ms
 from hitl.request import ApprovalRequest
 
@@ -44,7 +44,7 @@ class RunStatus:
         if record.state == "pending":
             return cls(record.id, "pending")
         if record.state == "resolved":
-            return cls(record.id, "done", approval.result_of(record.value.data))
+            return cls(record.id, "done", policy.result_of(record.value.data))
         return cls(record.id, "failed", {"state": record.state})
 
     def to_json(self) -> dict[str, Any]:
@@ -69,12 +69,12 @@ class Approval:
     def voted(self) -> dict[str, Any] | None:
         """This approver's own decision, if they made one."""
         value = self.approver_vote.value.data
-        return approval.result_of(value) if policy.is_vote(value) else None
+        return policy.result_of(value) if policy.is_vote(value) else None
 
     @property
     def canceled(self) -> dict[str, Any] | None:
         value = self.approver_vote.value.data
-        return approval.result_of(value) if policy.is_canceled(value) else None
+        return policy.result_of(value) if policy.is_canceled(value) else None
 
     @property
     def closed(self) -> dict[str, Any] | None:
@@ -85,7 +85,7 @@ class Approval:
         if policy.is_expired(value):
             return {"decision": "expired", "by": None, "comment": "", "decided_at": iso(value.get("at", 0))}
         if isinstance(value, dict) and (value.get(policy.CLOSED) or policy.is_canceled(value)):
-            return approval.result_of(value)
+            return policy.result_of(value)
         return None
 
     @property
@@ -127,15 +127,15 @@ async def start(client: Resonate, group: str, req: ApprovalRequest, *, timeout: 
         runs.create(
             client.promises,
             id,
-            approval.WORKFLOW,
+            policy.WORKFLOW,
             (payload,),
             group=group,
-            timeout_at=now_ms() + int(approval.run_timeout(req).total_seconds() * 1000),
+            timeout_at=now_ms() + int(policy.run_timeout(req).total_seconds() * 1000),
         ),
         timeout,
     )
     stored = record.param.data if isinstance(record.param.data, dict) else {}
-    if stored.get("func") != approval.WORKFLOW or list(stored.get("args") or [])[:1] != [payload]:
+    if stored.get("func") != policy.WORKFLOW or list(stored.get("args") or [])[:1] != [payload]:
         raise IdConflict(id)
     return RunStatus.of(record)
 
@@ -153,7 +153,7 @@ async def request_of(
     """The run ``workflow_id`` and the request it was started with, or ``None``."""
     root = await _get(client, workflow_id, timeout)
     data = root.param.data if root is not None else None
-    if root is None or not isinstance(data, dict) or data.get("func") != approval.WORKFLOW or not data.get("args"):
+    if root is None or not isinstance(data, dict) or data.get("func") != policy.WORKFLOW or not data.get("args"):
         return None
     return root, ApprovalRequest.from_json(data["args"][0])
 
@@ -189,7 +189,7 @@ async def read(client: Resonate, vote_id: str, *, timeout: float) -> Approval | 
         request=req,
         round=rnd,
         approver_vote=mine,
-        result=approval.result_of(root.value.data) if root.state == "resolved" else None,
+        result=policy.result_of(root.value.data) if root.state == "resolved" else None,
         votes=[r.value.data if r is not None else None for r in records],
     )
 
@@ -238,7 +238,7 @@ async def cancel(
 async def pending(client: Resonate, *, timeout: float, limit: int = 100) -> list[tuple[ApprovalRequest, dict[str, Any]]]:
     """Requests still waiting, each with its current round's progress (who has not decided)."""
     page = await _bounded(
-        client.promises.search("pending", {"resonate:scope": "global", runs.KIND_TAG: approval.WORKFLOW}, limit, None),
+        client.promises.search("pending", {"resonate:scope": "global", runs.KIND_TAG: policy.WORKFLOW}, limit, None),
         timeout,
     )
     out = []

@@ -19,10 +19,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from hitl.clock import iso
 from hitl.request import ApprovalRequest
+
+#: The registered name of the approval workflow.
+WORKFLOW = "approval"
+
+#: How long a run outlives its last deadline: room for the expiry to be applied
+#: even if every worker was down at the deadline itself.
+RUN_MARGIN = timedelta(days=1)
 
 #: Longest comment a vote may carry.
 MAX_COMMENT_CHARS = 2000
@@ -85,6 +93,21 @@ def layout(req: ApprovalRequest) -> Layout:
         seq += len(approvers)
         rounds.append(Round(i, approvers, votes, required, veto, seconds, remind))
     return Layout(wf, tuple(rounds))
+
+
+def run_timeout(request: ApprovalRequest) -> timedelta:
+    """A run's own timeout: every round plus the margin."""
+    return timedelta(seconds=layout(request).total_seconds) + RUN_MARGIN
+
+
+def result_of(value: Any) -> dict[str, Any]:
+    """The public part of a run's result (or of any stored decision)."""
+    if not isinstance(value, dict):
+        return {"decision": "expired", "by": None, "comment": "", "decided_at": None}
+    out = {k: value.get(k) for k in ("decision", "by", "comment", "decided_at")}
+    if "decisions" in value:
+        out["decisions"] = value["decisions"]
+    return out
 
 
 def clean_comment(raw: str) -> str:
