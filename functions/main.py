@@ -35,22 +35,23 @@ MAX_FORM_BYTES = 16_384
 # -- shared edge plumbing -----------------------------------------------------------
 
 
-@functools.cache
-def _start_context() -> tuple[StartSettings, Any]:
+def _context[S: (StartSettings, UnblockSettings)](component: str, settings_class: type[S]) -> tuple[S, Any]:
+    """Settings (read once), logging, and the send-only client: made on first use, never at import."""
     from hitl.client import send_only
 
-    settings = StartSettings.from_env()
-    logs.setup("start", settings.log_format, secrets=logs.secrets_from_env(os.environ))
+    settings = settings_class.from_env()
+    logs.setup(component, settings.log_format, secrets=logs.secrets_from_env(os.environ))
     return settings, send_only(settings.resonate)
+
+
+@functools.cache
+def _start_context() -> tuple[StartSettings, Any]:
+    return _context("start", StartSettings)
 
 
 @functools.cache
 def _unblock_context() -> tuple[UnblockSettings, Any]:
-    from hitl.client import send_only
-
-    settings = UnblockSettings.from_env()
-    logs.setup("unblock", settings.log_format, secrets=logs.secrets_from_env(os.environ))
-    return settings, send_only(settings.resonate)
+    return _context("unblock", UnblockSettings)
 
 
 def _trace(request: Request) -> str | None:

@@ -250,9 +250,12 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def start_sink(self) -> SmtpSinkProc:
+        return SmtpSinkProc(self.logs, self.inbox, port=self._ports["smtp"])
+
     def start(self, *, workers: int = 1) -> Stack:
         self.start_server()
-        self.sink = SmtpSinkProc(self.logs, self.inbox, port=self._ports["smtp"])
+        self.sink = self.start_sink()
         if not self._ports["unblock"]:
             self._ports["unblock"] = free_port()
         self.start_fn = FunctionProc(self.logs, "start", self.function_env(), port=self._ports["start"])

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import shlex
@@ -46,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from resonate.connections.sse import resolve_target  # noqa: E402
 from resonate.resonate import Resonate  # noqa: E402
 from resonate.types import TaskData, Value  # noqa: E402
 
+from bench_common import bounded, pct, summary  # noqa: E402
 from hitl.stack import PYTHON, LocalServerProc, Proc  # noqa: E402
 
 PROTOCOL_VERSION = "2026-04-01"
@@ -108,16 +108,6 @@ QUICK = Config(
 
 
 # -- statistics and /proc ---------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    return s[max(math.ceil(q / 100 * len(s)) - 1, 0)]
-
-
-def summary(values: list[float], unit: str) -> dict[str, Any]:
-    return {"median": statistics.median(values), "p99": pct(values, 99), "min": min(values), "n": len(values), "unit": unit}
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -242,16 +232,6 @@ class Driver:
     async def park(self, root: str) -> None:
         """Start a workflow that stays waiting on its promise (until its announce)."""
         await asyncio.wait_for(await self.start_wf(root), 60)
-
-
-async def bounded(n: int, concurrency: int, make: Callable[[int], Awaitable[None]]) -> None:
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
-        async with sem:
-            await make(i)
-
-    await asyncio.gather(*(one(i) for i in range(n)))
 
 
 class ProfiledServerProc(Proc):

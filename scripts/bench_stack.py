@@ -36,13 +36,14 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from resonate.resonate import Resonate
 
+from bench_common import bounded, pct, summary
 from hitl import policy, tokens
 from hitl.notify.email import message_id_for
 from hitl.request import ApprovalRequest
@@ -99,27 +100,6 @@ def rss_kib(pids: list[int]) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total
-
-
-def pct(values: list[float], q: float) -> float:
-    import math
-
-    s = sorted(values)
-    return s[max(math.ceil(q / 100 * len(s)) - 1, 0)]
-
-
-def summary(values: list[float], unit: str) -> dict[str, Any]:
-    return {"median": statistics.median(values), "p99": pct(values, 99), "min": min(values), "n": len(values), "unit": unit}
-
-
-async def bounded(n: int, concurrency: int, make: Callable[[int], Awaitable[None]]) -> None:
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
-        async with sem:
-            await make(i)
-
-    await asyncio.gather(*(one(i) for i in range(n)))
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -431,18 +411,8 @@ class LightSinkProc(Proc):
 class LightStack(Stack):
     """The stack with the minimal SMTP sink (the waiting and memory sections create thousands of requests)."""
 
-    def start(self, *, workers: int = 1) -> Stack:
-        from hitl.stack import FunctionProc
-
-        self.start_server()
-        self.sink = LightSinkProc(self.logs, self.inbox)  # type: ignore[assignment]
-        if not self._ports["unblock"]:
-            self._ports["unblock"] = free_port()
-        self.start_fn = FunctionProc(self.logs, "start", self.function_env(), port=self._ports["start"])
-        self.unblock_fn = FunctionProc(self.logs, "unblock", self.function_env(), port=self._ports["unblock"])
-        for _ in range(workers):
-            self.add_worker()
-        return self
+    def start_sink(self) -> Proc:
+        return LightSinkProc(self.logs, self.inbox)
 
 
 # -- cost of waiting -------------------------------------------------------------------------------
