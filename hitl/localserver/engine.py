@@ -9,7 +9,15 @@ version, and ids and tags are validated (see :mod:`.rules`).
 Everything it looks up is indexed, so the cost of one request does not grow
 with the number of waiting workflows: callbacks are kept on both ends
 (``Promise.awaiters`` and ``Task.awaiting``), preload reads a branch index,
-and deadlines sit in one heap whose stale entries are skipped when popped.
+and deadlines sit in one heap whose stale entries are skipped when popped
+(and swept out when they outnumber the live ones).
+
+Memory per waiting workflow is a benchmark target (issue 5: under 4 KB), so
+records are lean: the small id collections are tuples (a one-element
+frozenset costs 216 bytes, a tuple 48), the tag values that repeat an id
+(origin, branch, parent) share that id's string object, empty params and
+values are one shared object, and the branch index lists only the promises
+whose branch is not their own id.
 
 The engine is synchronous and single-threaded. It never does IO itself: it
 reports what changed through ``dirty`` (for :mod:`.store`) and what to send
@@ -19,7 +27,6 @@ through ``outgoing`` (for :mod:`.router`).
 from __future__ import annotations
 
 import heapq
-import itertools
 from typing import Any
 
 from hitl.localserver import rules
@@ -31,10 +38,23 @@ RETRY_MS = 30_000
 Message = tuple[str, dict[str, Any]]
 
 
-# The sets below are frozensets: nearly all are empty, and all the empty ones are the one
-# EMPTY object, where an empty set costs ~200 bytes per record (the benchmark measured
-# 3 KB per waiting request). They hold one or two ids, so replacing one on change is cheap.
-EMPTY: frozenset[str] = frozenset()
+#: The id collections below (awaiters, listeners, resumes, awaiting) hold zero, one or two
+#: ids: tuples, replaced on change, with :func:`plus` / :func:`minus`; empty is this one object.
+EMPTY: tuple[str, ...] = ()
+Ids = tuple[str, ...]
+
+#: The tags whose value is a promise id (often the record's own or its root's).
+_ID_TAGS = ("resonate:origin", "resonate:branch", "resonate:parent")
+#: Sweep stale timer entries when the heap holds more than this many and twice the live ones.
+_SWEEP_MIN = 4096
+
+
+def plus(ids: Ids, id: str) -> Ids:
+    return ids if id in ids else (*ids, id)
+
+
+def minus(ids: Ids, id: str) -> Ids:
+    return tuple(i for i in ids if i != id) if id in ids else ids
 
 
 class Promise:
@@ -53,8 +73,8 @@ class Promise:
         timeout_at: int,
         created_at: int,
         settled_at: int | None = None,
-        awaiters: frozenset[str] = EMPTY,
-        listeners: frozenset[str] = EMPTY,
+        awaiters: Ids = EMPTY,
+        listeners: Ids = EMPTY,
     ) -> None:
         self.id = id
         self.state = state
@@ -97,7 +117,7 @@ class Promise:
     def load(cls, d: dict[str, Any]) -> Promise:
         return cls(
             d["id"], d["state"], d["param"], d["value"], d["tags"], d["timeoutAt"],
-            d["createdAt"], d.get("settledAt"), frozenset(d["awaiters"]) or EMPTY, frozenset(d["listeners"]) or EMPTY,
+            d["createdAt"], d.get("settledAt"), tuple(d["awaiters"]), tuple(d["listeners"]),
         )  # fmt: skip
 
 
@@ -111,8 +131,8 @@ class Task:
         version: int,
         pid: str | None = None,
         ttl: int | None = None,
-        resumes: frozenset[str] = EMPTY,
-        awaiting: frozenset[str] = EMPTY,
+        resumes: Ids = EMPTY,
+        awaiting: Ids = EMPTY,
         retry_at: int | None = None,
         lease_at: int | None = None,
     ) -> None:
@@ -152,8 +172,8 @@ class Task:
     @classmethod
     def load(cls, d: dict[str, Any]) -> Task:
         return cls(
-            d["id"], d["state"], d["version"], d["pid"], d["ttl"], frozenset(d["resumes"]) or EMPTY,
-            frozenset(d["awaiting"]) or EMPTY, d["retry_at"], d["lease_at"],
+            d["id"], d["state"], d["version"], d["pid"], d["ttl"], tuple(d["resumes"]),
+            tuple(d["awaiting"]), d["retry_at"], d["lease_at"],
         )  # fmt: skip
 
 
@@ -166,11 +186,12 @@ class Engine:
         self.schedules: dict[str, dict[str, Any]] = {}
         self.server_url = server_url
         self.retry_ms = retry_ms
-        #: branch tag -> ids of the promises carrying it (for preload).
-        self._branches: dict[str, set[str]] = {}
-        #: (due, seq, kind, id): kind "p" promise timeout, "t" task retry or lease.
-        self._timers: list[tuple[int, int, str, str]] = []
-        self._seq = itertools.count()
+        #: branch tag -> ids of the promises carrying it, except a promise whose branch is
+        #: itself (a root or a global child: most records), found by its id (for preload).
+        self._branches: dict[str, list[str]] = {}
+        #: (due, id, kind): kind "p" promise timeout, "t" task retry or lease.
+        self._timers: list[tuple[int, str, str]] = []
+        self._sweep_at = _SWEEP_MIN
         #: Messages to deliver once the change is stored.
         self.outgoing: list[Message] = []
         #: Ids whose records changed since the store last saved them.
@@ -183,6 +204,7 @@ class Engine:
     def restore(self, promises: list[Promise], tasks: list[Task], schedules: list[dict[str, Any]]) -> None:
         """Rebuild the indexes and timers from stored records."""
         for p in promises:
+            p.tags = self._share_ids(p.id, p.tags)
             self._index(p)
             if p.state == "pending" and p.target is not None:
                 self._arm("p", p.id, p.timeout_at)
@@ -198,13 +220,35 @@ class Engine:
     def _index(self, p: Promise) -> None:
         self.promises[p.id] = p
         branch = p.tags.get("resonate:branch")
-        if branch:
-            self._branches.setdefault(branch, set()).add(p.id)
+        if branch and branch != p.id:
+            self._branches.setdefault(branch, []).append(p.id)
+
+    def _share_ids(self, id: str, tags: dict[str, str]) -> dict[str, str]:
+        """Point the id-valued tags at the id strings already held (a JSON decode makes copies)."""
+        for key in _ID_TAGS:
+            value = tags.get(key)
+            if value is None:
+                continue
+            if value == id:
+                tags[key] = id
+            else:
+                known = self.promises.get(value)
+                if known is not None:
+                    tags[key] = known.id
+        return tags
 
     # -- timers ----------------------------------------------------------------
 
     def _arm(self, kind: str, id: str, due: int) -> None:
-        heapq.heappush(self._timers, (due, next(self._seq), kind, id))
+        heapq.heappush(self._timers, (due, id, kind))
+        if len(self._timers) > self._sweep_at:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop the stale entries (a lease renewed, a promise settled): O(n), at most once per n pushes."""
+        self._timers = [e for e in self._timers if self._live(e)]
+        heapq.heapify(self._timers)
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(self._timers))
 
     def next_due(self) -> int | None:
         """When the next timer that still matters fires (stale entries are dropped first)."""
@@ -212,9 +256,9 @@ class Engine:
             heapq.heappop(self._timers)
         return self._timers[0][0] if self._timers else None
 
-    def _live(self, entry: tuple[int, int, str, str]) -> bool:
+    def _live(self, entry: tuple[int, str, str]) -> bool:
         """Whether a heap entry still describes a pending timeout, retry or lease."""
-        due, _, kind, id = entry
+        due, id, kind = entry
         if kind == "p":
             p = self.promises.get(id)
             return p is not None and p.state == "pending" and p.timeout_at == due
@@ -229,7 +273,7 @@ class Engine:
             entry = heapq.heappop(self._timers)
             if not self._live(entry):
                 continue
-            due, _, kind, id = entry
+            due, id, kind = entry
             if kind == "p":
                 self._time_out(self.promises[id], now)
                 continue
@@ -279,7 +323,7 @@ class Engine:
 
     def _time_out(self, p: Promise, now: int) -> None:
         state = "resolved" if p.tags.get("resonate:timer") == "true" else "rejected_timedout"
-        self._settle(p, state, {}, now, settled_at=p.timeout_at)
+        self._settle(p, state, rules.NO_VALUE, now, settled_at=p.timeout_at)
 
     def _settle(self, p: Promise, state: str, value: dict[str, Any], now: int, *, settled_at: int) -> None:
         p.state = state
@@ -300,17 +344,17 @@ class Engine:
             ap = self.promises.get(awaiter_id)
             if at is None or ap is None:
                 continue
-            at.awaiting = (at.awaiting - {p.id}) or EMPTY
+            at.awaiting = minus(at.awaiting, p.id)
             self.dirty_tasks.add(at.id)
             if ap.state != "pending" or now >= ap.timeout_at:
                 continue
             if at.state == "suspended":
                 at.state = "pending"
-                at.resumes = frozenset({p.id})
+                at.resumes = (p.id,)
                 self._set_retry(at, now)
                 self._execute(at)
             elif at.state in ("pending", "acquired", "halted"):
-                at.resumes |= {p.id}
+                at.resumes = plus(at.resumes, p.id)
         p.awaiters = EMPTY
         # 3. Tell the listeners.
         if p.listeners:
@@ -323,16 +367,21 @@ class Engine:
         for awaited in t.awaiting:
             ap = self.promises.get(awaited)
             if ap is not None:
-                ap.awaiters = (ap.awaiters - {t.id}) or EMPTY
+                ap.awaiters = minus(ap.awaiters, t.id)
                 self.dirty_promises.add(awaited)
         t.awaiting = EMPTY
 
     def _preload(self, id: str) -> list[dict[str, Any]]:
+        """Every other promise carrying ``id``'s branch tag."""
         p = self.promises.get(id)
         branch = p.tags.get("resonate:branch") if p is not None else None
         if not branch:
             return []
-        return [self.promises[o].record() for o in sorted(self._branches.get(branch, ())) if o != id]
+        members = list(self._branches.get(branch, ()))
+        head = self.promises.get(branch)
+        if head is not None and head.tags.get("resonate:branch") == branch:
+            members.append(branch)
+        return [self.promises[o].record() for o in sorted(members) if o != id]
 
     # -- requests --------------------------------------------------------------
 
@@ -349,16 +398,17 @@ class Engine:
     def _create_promise(self, id: str, timeout_at: int, param: dict[str, Any], tags: dict[str, str], now: int) -> Promise:
         """Store a new promise (and its task when targeted), as ``promise.create`` does."""
         target = tags.get("resonate:target")
+        tags = self._share_ids(id, tags)
         if now >= timeout_at:
             state = "resolved" if tags.get("resonate:timer") == "true" else "rejected_timedout"
-            p = Promise(id, state, param, {}, tags, timeout_at, timeout_at, timeout_at)
+            p = Promise(id, state, param, rules.NO_VALUE, tags, timeout_at, timeout_at, timeout_at)
             self._index(p)
             self.dirty_promises.add(id)
             if target is not None:
                 self.tasks[id] = Task(id, "fulfilled", 0)
                 self.dirty_tasks.add(id)
             return p
-        p = Promise(id, "pending", param, {}, tags, timeout_at, now)
+        p = Promise(id, "pending", param, rules.NO_VALUE, tags, timeout_at, now)
         self._index(p)
         self.dirty_promises.add(id)
         if target is not None:
@@ -409,7 +459,7 @@ class Engine:
         if p is None:
             return 404, "Awaited promise not found"
         if p.state == "pending" and address not in p.listeners:
-            p.listeners |= {address}
+            p.listeners = (*p.listeners, address)
             self.dirty_promises.add(p.id)
         return 200, {"promise": p.record()}
 
@@ -428,17 +478,17 @@ class Engine:
         t = self.tasks.get(awaiter)
         if ap.state == "pending" and t is not None:
             if p.state == "pending":
-                p.awaiters |= {awaiter}
-                t.awaiting |= {awaited}
+                p.awaiters = plus(p.awaiters, awaiter)
+                t.awaiting = plus(t.awaiting, awaited)
                 self.dirty_promises.add(awaited)
                 self.dirty_tasks.add(awaiter)
             elif t.state == "suspended":
                 t.state = "pending"
-                t.resumes = frozenset({awaited})
+                t.resumes = (awaited,)
                 self._set_retry(t, now)
                 self._execute(t)
             elif t.state in ("pending", "acquired", "halted"):
-                t.resumes |= {awaited}
+                t.resumes = plus(t.resumes, awaited)
                 self.dirty_tasks.add(awaiter)
         return 200, {"promise": p.record()}
 
@@ -484,7 +534,7 @@ class Engine:
             if now >= timeout_at:
                 p = self._create_promise(id, timeout_at, param, tags, now)
                 return 200, {"task": self.tasks[id].record(), "promise": p.record(), "preload": []}
-            p = Promise(id, "pending", param, {}, tags, timeout_at, now)
+            p = Promise(id, "pending", param, rules.NO_VALUE, self._share_ids(id, tags), timeout_at, now)
             self._index(p)
             self.dirty_promises.add(id)
             self._arm("p", id, timeout_at)
@@ -574,8 +624,8 @@ class Engine:
             return 300, {"preload": self._preload(t.id)}
         for p in awaited:
             assert p is not None
-            p.awaiters |= {t.id}
-            t.awaiting |= {p.id}
+            p.awaiters = plus(p.awaiters, t.id)
+            t.awaiting = plus(t.awaiting, p.id)
             self.dirty_promises.add(p.id)
         t.state = "suspended"
         t.pid = t.ttl = t.retry_at = t.lease_at = None

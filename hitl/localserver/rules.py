@@ -62,9 +62,15 @@ def obj(data: dict[str, Any], field: str, *, required: bool = True) -> dict[str,
     return value
 
 
+#: The empty value (and param): one shared object, never mutated, since most records carry one.
+NO_VALUE: dict[str, Any] = {}
+
+
 def value_obj(data: dict[str, Any], field: str) -> dict[str, Any]:
-    """A promise value ``{headers?, data?}``; null/absent is ``{}``."""
+    """A promise value ``{headers?, data?}``; null/absent is ``{}`` (:data:`NO_VALUE`)."""
     raw = obj(data, field, required=False)
+    if not raw:
+        return NO_VALUE
     out: dict[str, Any] = {}
     headers = raw.get("headers")
     if headers is not None:
@@ -78,7 +84,7 @@ def value_obj(data: dict[str, Any], field: str) -> dict[str, Any]:
         if not isinstance(payload, str):
             raise bad(f"Invalid request: `{field}.data` must be a string")
         out["data"] = payload
-    return out
+    return out or NO_VALUE
 
 
 #: The tag keys every record carries, and the keys whose values repeat across records.

@@ -96,22 +96,22 @@ def test_settle_removes_callbacks_from_both_ends() -> None:
     start_workflow(e, "wf")
     c1, c2 = make_child(e, "wf", 1), make_child(e, "wf", 2)
     suspend(e, "wf", 1, [c1, c2])
-    assert e.promises[c1].awaiters == {"wf"} and e.promises[c2].awaiters == {"wf"}
-    assert e.tasks["wf"].awaiting == {c1, c2}
+    assert set(e.promises[c1].awaiters) == {"wf"} and set(e.promises[c2].awaiters) == {"wf"}
+    assert set(e.tasks["wf"].awaiting) == {c1, c2}
     assert e.tasks["wf"].state == "suspended"
 
     ok(e, "promise.settle", {"id": c1, "state": "resolved"})
-    assert e.promises[c1].awaiters == set()
-    assert e.tasks["wf"].awaiting == {c2}  # the other callback stays
-    assert e.promises[c2].awaiters == {"wf"}
+    assert set(e.promises[c1].awaiters) == set()
+    assert set(e.tasks["wf"].awaiting) == {c2}  # the other callback stays
+    assert set(e.promises[c2].awaiters) == {"wf"}
     assert e.tasks["wf"].state == "pending" and e.tasks["wf"].version == 1
     assert [m["kind"] for _, m in e.outgoing] == ["execute"]
 
     # the workflow finishes: its remaining callback goes from both ends
     ok(e, "task.acquire", {"id": "wf", "version": 1, "pid": "w", "ttl": 1000})
     ok(e, "task.fulfill", {"id": "wf", "version": 2, "action": act("promise.settle", {"id": "wf", "state": "resolved"})})
-    assert e.tasks["wf"].awaiting == set()
-    assert e.promises[c2].awaiters == set()
+    assert set(e.tasks["wf"].awaiting) == set()
+    assert set(e.promises[c2].awaiters) == set()
     clear(e)
     ok(e, "promise.settle", {"id": c2, "state": "resolved"})
     assert e.outgoing == [] and e.tasks["wf"].state == "fulfilled"
@@ -123,8 +123,8 @@ def test_workflow_settled_from_outside_drops_its_callbacks() -> None:
     c1 = make_child(e, "wf", 1)
     suspend(e, "wf", 1, [c1])
     ok(e, "promise.settle", {"id": "wf", "state": "rejected_canceled"})
-    assert e.tasks["wf"].state == "fulfilled" and e.tasks["wf"].awaiting == set()
-    assert e.promises[c1].awaiters == set()
+    assert e.tasks["wf"].state == "fulfilled" and set(e.tasks["wf"].awaiting) == set()
+    assert set(e.promises[c1].awaiters) == set()
 
 
 def test_lazy_timeout_of_awaited_promise_resumes_and_unlinks() -> None:
@@ -138,7 +138,7 @@ def test_lazy_timeout_of_awaited_promise_resumes_and_unlinks() -> None:
     assert e.outgoing == []
     out = ok(e, "promise.get", {"id": c1}, T0 + 10_000)
     assert out["promise"]["state"] == "rejected_timedout" and out["promise"]["settledAt"] == T0 + 500
-    assert e.promises[c1].awaiters == set() and e.tasks["wf"].awaiting == set()
+    assert set(e.promises[c1].awaiters) == set() and set(e.tasks["wf"].awaiting) == set()
     assert e.tasks["wf"].state == "pending"
     assert e.outgoing[0][1] == {"data": {"task": {"id": "wf", "version": 1}}, "head": {"serverUrl": ""}, "kind": "execute"}
 
@@ -185,7 +185,7 @@ def test_preload_reads_the_branch_index() -> None:
             ok(e, "promise.create", {"id": other, "timeoutAt": T0 + HOUR, "tags": root(other)})
             make_child(e, other, 1)
             ok(e, "promise.create", {"id": f"plain{i}", "timeoutAt": T0 + HOUR})
-        assert e._branches["wf"] == {"wf", "wf:1", "wf:2", "wf:3"}
+        assert sorted(e._branches["wf"]) == ["wf:1", "wf:2", "wf:3"]  # the root is found by its id
         e.promises = CountingDict(e.promises)
         out = ok(e, "task.acquire", {"id": "wf", "version": 0, "pid": "w", "ttl": 1000})
         return e.promises.reads, [p["id"] for p in out["preload"]]
@@ -261,3 +261,44 @@ def test_next_due_skips_timers_that_no_longer_matter() -> None:
     suspend(engine, "wf", 1, [child])
     # the child's own timeout (an hour away) is the only live timer left
     assert engine.next_due() == T0 + HOUR
+
+
+# ---------------------------------------------------------------------------
+# memory: what a waiting workflow leaves behind (figures in scripts/bench.py)
+# ---------------------------------------------------------------------------
+
+
+def test_stale_timers_are_swept_and_live_ones_still_fire() -> None:
+    """Each lease renewal pushes a timer; the renewed-over ones must not pile up."""
+    e = Engine()
+    start_workflow(e, "wf", ttl=60_000)
+    for i in range(20_000):
+        ok(e, "task.heartbeat", {"pid": "w", "tasks": [{"id": "wf", "version": 1}]}, T0 + i)
+    assert len(e._timers) <= 4097  # swept, not 20,000
+    e.tick(T0 + 19_999 + 60_000)  # the last lease lapses: the task is offered again
+    assert e.tasks["wf"].state == "pending"
+    assert e.outgoing and e.outgoing[-1][1]["kind"] == "execute"
+
+
+def test_tag_values_share_the_id_strings_already_held() -> None:
+    """A JSON decode makes a fresh copy of every tag value; origin, branch and parent are ids held already."""
+    e = Engine()
+    start_workflow(e, "".join(["w", "f"]))  # an id built at run time, as decoded ids are
+    wf = e.promises["wf"]
+    child = e.promises[make_child(e, "".join(["w", "f"]), 1)]
+    for key in ("resonate:origin", "resonate:branch", "resonate:parent"):
+        assert wf.tags[key] is wf.id
+        assert child.tags[key] is wf.id
+
+
+def test_preload_finds_members_of_a_branch_whose_head_is_another_promise() -> None:
+    """Only promises whose branch is not their own id are indexed; the head is found by its id."""
+    e = Engine()
+    start_workflow(e, "wf")
+    c1, c2 = make_child(e, "wf", 1), make_child(e, "wf", 2)
+    glob = "wf:3"
+    ok(e, "promise.create", {"id": glob, "timeoutAt": T0 + HOUR, "tags": {"resonate:origin": "wf", "resonate:branch": glob, "resonate:parent": "wf"}})
+    assert e._branches == {"wf": [c1, c2]}
+    ok(e, "task.release", {"id": "wf", "version": 1})
+    out = ok(e, "task.acquire", {"id": "wf", "version": 1, "pid": "w", "ttl": 1000})
+    assert [p["id"] for p in out["preload"]] == [c1, c2]
