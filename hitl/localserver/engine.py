@@ -57,9 +57,28 @@ def minus(ids: Ids, id: str) -> Ids:
     return tuple(i for i in ids if i != id) if id in ids else ids
 
 
+def _pack_value(value: dict[str, Any]) -> dict[str, Any] | str:
+    """A value (or param) as stored: ``{"data": s}``, by far the commonest shape, is ``s``."""
+    if len(value) == 1 and "data" in value:
+        return value["data"]  # type: ignore[no-any-return]
+    return value or rules.NO_VALUE
+
+
+def _unpack_value(stored: dict[str, Any] | str) -> dict[str, Any]:
+    return {"data": stored} if isinstance(stored, str) else stored
+
+
+def _flat(tags: dict[str, str]) -> tuple[str, ...]:
+    return tuple(x for kv in tags.items() for x in kv)
+
+
 class Promise:
+    """One promise. Tags are a flat ``(key, value, key, value, ...)`` tuple (a dict of five
+    costs 184 bytes, the tuple 120); ``param`` and ``value`` are packed by :func:`_pack_value`.
+    """
+
     __slots__ = (
-        "id", "state", "param", "value", "tags", "timeout_at", "created_at",
+        "id", "state", "_param", "_value", "_tags", "timeout_at", "created_at",
         "settled_at", "awaiters", "listeners",
     )  # fmt: skip
 
@@ -69,7 +88,7 @@ class Promise:
         state: str,
         param: dict[str, Any],
         value: dict[str, Any],
-        tags: dict[str, str],
+        tags: dict[str, str] | tuple[str, ...],
         timeout_at: int,
         created_at: int,
         settled_at: int | None = None,
@@ -78,9 +97,9 @@ class Promise:
     ) -> None:
         self.id = id
         self.state = state
-        self.param = param
-        self.value = value
-        self.tags = tags
+        self._param = _pack_value(param)
+        self._value = _pack_value(value)
+        self._tags = tags if isinstance(tags, tuple) else _flat(tags)
         self.timeout_at = timeout_at
         self.created_at = created_at
         self.settled_at = settled_at
@@ -90,8 +109,33 @@ class Promise:
         self.listeners = listeners
 
     @property
+    def param(self) -> dict[str, Any]:
+        return _unpack_value(self._param)
+
+    @property
+    def value(self) -> dict[str, Any]:
+        return _unpack_value(self._value)
+
+    @value.setter
+    def value(self, value: dict[str, Any]) -> None:
+        self._value = _pack_value(value)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags as a new dict (for records and searches; lookups use :meth:`tag`)."""
+        t = self._tags
+        return dict(zip(t[::2], t[1::2], strict=True))
+
+    def tag(self, key: str) -> str | None:
+        t = self._tags
+        for i in range(0, len(t), 2):
+            if t[i] == key:
+                return t[i + 1]
+        return None
+
+    @property
     def target(self) -> str | None:
-        return self.tags.get("resonate:target")
+        return self.tag("resonate:target")
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -204,7 +248,7 @@ class Engine:
     def restore(self, promises: list[Promise], tasks: list[Task], schedules: list[dict[str, Any]]) -> None:
         """Rebuild the indexes and timers from stored records."""
         for p in promises:
-            p.tags = self._share_ids(p.id, p.tags)
+            p._tags = _flat(self._share_ids(p.id, p.tags))
             self._index(p)
             if p.state == "pending" and p.target is not None:
                 self._arm("p", p.id, p.timeout_at)
@@ -219,7 +263,7 @@ class Engine:
 
     def _index(self, p: Promise) -> None:
         self.promises[p.id] = p
-        branch = p.tags.get("resonate:branch")
+        branch = p.tag("resonate:branch")
         if branch and branch != p.id:
             self._branches.setdefault(branch, []).append(p.id)
 
@@ -322,7 +366,7 @@ class Engine:
             self._time_out(p, now)
 
     def _time_out(self, p: Promise, now: int) -> None:
-        state = "resolved" if p.tags.get("resonate:timer") == "true" else "rejected_timedout"
+        state = "resolved" if p.tag("resonate:timer") == "true" else "rejected_timedout"
         self._settle(p, state, rules.NO_VALUE, now, settled_at=p.timeout_at)
 
     def _settle(self, p: Promise, state: str, value: dict[str, Any], now: int, *, settled_at: int) -> None:
@@ -374,12 +418,12 @@ class Engine:
     def _preload(self, id: str) -> list[dict[str, Any]]:
         """Every other promise carrying ``id``'s branch tag."""
         p = self.promises.get(id)
-        branch = p.tags.get("resonate:branch") if p is not None else None
+        branch = p.tag("resonate:branch") if p is not None else None
         if not branch:
             return []
         members = list(self._branches.get(branch, ()))
         head = self.promises.get(branch)
-        if head is not None and head.tags.get("resonate:branch") == branch:
+        if head is not None and head.tag("resonate:branch") == branch:
             members.append(branch)
         return [self.promises[o].record() for o in sorted(members) if o != id]
 
@@ -509,7 +553,7 @@ class Engine:
             p = self.promises[id]
             if states is not None and p.state not in states:
                 continue
-            if any(p.tags.get(k) != v for k, v in tags.items()):
+            if any(p.tag(k) != v for k, v in tags.items()):
                 continue
             found.append(p)
             if len(found) > limit:

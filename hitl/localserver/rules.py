@@ -186,7 +186,7 @@ def settle(data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     state = data.get("state")
     if state not in SETTLE_STATES:
         raise bad(f"Invalid request: unknown variant `{state}`, expected one of {', '.join(SETTLE_STATES)}")
-    return id, str(state), value_obj(data, "value")
+    return id, SETTLE_STATES[SETTLE_STATES.index(state)], value_obj(data, "value")  # the shared string
 
 
 def callback(data: dict[str, Any]) -> tuple[str, str]:

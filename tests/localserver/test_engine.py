@@ -302,3 +302,16 @@ def test_preload_finds_members_of_a_branch_whose_head_is_another_promise() -> No
     ok(e, "task.release", {"id": "wf", "version": 1})
     out = ok(e, "task.acquire", {"id": "wf", "version": 1, "pid": "w", "ttl": 1000})
     assert [p["id"] for p in out["preload"]] == [c1, c2]
+
+
+def test_records_read_back_as_they_were_written() -> None:
+    """Packed storage (flat tags, ``{"data": s}`` as ``s``) is invisible in records."""
+    e = Engine()
+    tags = {**root("wf"), "hitl:func": "approval"}
+    param = {"data": "eyJhIjoxfQ=="}
+    out = ok(e, "promise.create", {"id": "wf", "timeoutAt": T0 + HOUR, "param": param, "tags": tags})
+    assert out["promise"]["param"] == param and out["promise"]["tags"] == tags and out["promise"]["value"] == {}
+    value = {"headers": {"h": "1"}, "data": "eA=="}
+    out = ok(e, "promise.settle", {"id": "wf", "state": "resolved", "value": value})
+    assert out["promise"]["value"] == value and out["promise"]["state"] == "resolved"
+    assert ok(e, "promise.search", {"tags": {"hitl:func": "approval"}})["promises"][0]["id"] == "wf"
