@@ -155,11 +155,14 @@ async def schedule_round(ctx: Context, req: ApprovalRequest, index: int, ends_at
     promises = ctx.get_dependency(Promises)
     group = ctx.get_dependency(Group).name
     wf = req.workflow_id
+    rnd = policy.layout(req).rounds[index]
+    # The expiry run carries the vote ids alone, not the request: the server holds its
+    # param for as long as the request waits (issue 5: server memory per waiting request).
     await runs.create(
-        promises, f"{wf}:r{index}.expiry", EXPIRY, (req.to_json(), index),
+        promises, f"{wf}:r{index}.expiry", EXPIRY, (list(rnd.vote_ids),),
         group=group, timeout_at=run_timeout_at, parent=wf, not_before=ends_at,
     )  # fmt: skip
-    for before in policy.layout(req).rounds[index].remind:
+    for before in rnd.remind:
         await runs.create(
             promises, f"{wf}:r{index}.remind{before}", REMINDER, (req.to_json(), index, ends_at, before),
             group=group, timeout_at=run_timeout_at, parent=wf, not_before=ends_at - 1000 * before,
@@ -210,10 +213,9 @@ async def open_votes(ctx: Context, vote_ids: list[str]) -> list[str] | None:
 # -- the deferred runs -----------------------------------------------------------------
 
 
-async def approval_expiry(ctx: Context, request: dict[str, Any], index: int) -> None:
+async def approval_expiry(ctx: Context, vote_ids: list[str]) -> None:
     """Runs at a round's deadline: settle its open votes as expired (first settle wins)."""
-    rnd = policy.layout(ApprovalRequest.from_json(request)).rounds[index]
-    await ctx.run(expire, list(rnd.vote_ids))
+    await ctx.run(expire, vote_ids)
 
 
 async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, ends_at: int, before: int) -> None:

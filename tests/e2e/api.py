@@ -51,11 +51,13 @@ class Target:
     #: Extra headers for ``start`` (an identity token for a deployment in IAM mode).
     headers: dict[str, str] = field(default_factory=dict)
     webhook_secret: str | None = None
+    #: The local Resonate server (``None`` for a deployment): for tests that read its records.
+    server_url: str | None = None
 
     @classmethod
     def local(cls, stack: Stack) -> Target:
-        assert stack.start_fn is not None
-        return cls(stack.start_fn.url + "/", stack.unblock_url, stack.signing_key, stack.inbox)
+        assert stack.start_fn is not None and stack.server is not None
+        return cls(stack.start_fn.url + "/", stack.unblock_url, stack.signing_key, stack.inbox, server_url=stack.server.url)
 
     @classmethod
     def deployed(cls, env: dict[str, str]) -> Target:

@@ -5,6 +5,7 @@ Real processes; short durations (seconds, as request parameters), never sleeps o
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 
 from hitl import webhook
 from hitl.smtpsink import links_in
@@ -236,3 +238,15 @@ def test_bad_feature_options(api: Api, change: dict[str, Any], field: str) -> No
     r = api.start({**api.request_body(), **change})
     assert r.status_code == 400, r.text
     assert r.json()["field"] == field
+
+
+def test_the_deadline_run_holds_the_vote_ids_not_the_request(api: Api) -> None:
+    """The server keeps a waiting request's expiry run (and its param) for days: it carries only what it needs."""
+    assert api.target.server_url is not None
+    wid = unique()
+    assert api.start(api.request_body(wid, approvers=["alice@example.com", "bob@example.com"])).status_code == 202
+    api.wait_email(wid)
+    envelope = {"kind": "promise.get", "head": {"corrId": "t", "version": "2026-04-01"}, "data": {"id": f"{wid}:r0.expiry"}}
+    record = requests.post(api.target.server_url + "/", json=envelope, timeout=5).json()["data"]["promise"]
+    call = json.loads(base64.b64decode(record["param"]["data"]))
+    assert call["args"] == [[api.vote_id(wid, "alice@example.com"), api.vote_id(wid, "bob@example.com")]]
