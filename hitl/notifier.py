@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from urllib.parse import urlencode
 
 import logging
@@ -24,7 +23,7 @@ from hitl.settings import ChannelHosts, SmtpSettings
 
 logger = logging.getLogger("hitl.notifier")
 
-Send = Callable[[SmtpSettings, EmailMessage], Awaitable[None]]
+Send = Callable[[SmtpSettings, email.Email], Awaitable[None]]
 
 
 def link(unblock_url: str, token: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from hitl import smtpsink
-from hitl.notify.email import EmailError, compose, message_id_for, send
+from hitl.notify.email import Email, EmailError, compose, message_id_for, send
 from hitl.settings import SmtpSettings
 
 NOW = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
@@ -28,7 +28,7 @@ APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
 REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"
 
 
-def _compose(**overrides: Any) -> EmailMessage:
+def _email(**overrides: Any) -> Email:
     args: dict[str, Any] = {
         "sender": "hitl@example.org",
         "approver": "alice@example.com",
@@ -44,12 +44,18 @@ def _compose(**overrides: Any) -> EmailMessage:
     return compose(**args)
 
 
+def _compose(**overrides: Any) -> EmailMessage:
+    """The composed email as its recipient's mail client reads it."""
+    return _email(**overrides).parse()
+
+
 def _text(message: EmailMessage) -> str:
-    return str(cast(EmailMessage, message.get_body(("plain",))).get_content())
+    """The plain-text part as shown: line ends normalised (they are CRLF on the wire)."""
+    return str(cast(EmailMessage, message.get_body(("plain",))).get_content()).replace("\r\n", "\n")
 
 
 def _html(message: EmailMessage) -> str:
-    return str(cast(EmailMessage, message.get_body(("html",))).get_content())
+    return str(cast(EmailMessage, message.get_body(("html",))).get_content()).replace("\r\n", "\n")
 
 
 # --- compose ------------------------------------------------------------------
@@ -135,11 +141,46 @@ def test_compose_shows_scalar_details() -> None:
         {"deadline_at_iso": "2026-11-23T10:00:00"},
         {"deadline_at_iso": "tomorrow"},
         {"now": dt.datetime(2026, 11, 20)},
+        {"approver": "alice@example.com\r\nBcc: eve@example.com"},
+        {"sender": "hitl@example.org\nBcc: eve@example.com"},
     ],
 )
 def test_compose_rejects_malformed_arguments(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         _compose(**overrides)
+
+
+def test_compose_writes_a_standard_seven_bit_message() -> None:
+    long_subject = "Deploy the billing service to every production region " * 5
+    email = _email(subject=long_subject)
+    lines = email.data.split(b"\r\n")
+
+    email.data.decode("ascii")  # 7-bit: quoted-printable parts, no raw UTF-8
+    assert b"\n" not in b"".join(lines) and lines[-1] == b""  # CRLF line ends only, and a final one
+    assert max(len(line) for line in lines) <= 78  # RFC 5322's recommended limit, despite long links
+    parsed = email.parse()
+    assert [m.defects for m in parsed.walk()] == [[], [], []]
+    assert parsed["Subject"] == f"Approval requested: {long_subject.strip()}"
+    assert [p["Content-Transfer-Encoding"] for p in parsed.iter_parts()] == ["quoted-printable"] * 2
+    assert (email.sender, email.recipient, email.smtputf8) == ("hitl@example.org", "alice@example.com", False)
+    assert _email(subject=long_subject).data == email.data  # same inputs, same bytes
+
+
+def test_compose_encodes_a_non_ascii_subject_and_display_name() -> None:
+    email = _email(subject="Déploiement 🚀", sender="Équipe Ops <ops@example.org>")
+    email.data.decode("ascii")
+    parsed = email.parse()
+    assert parsed["Subject"] == "Approval requested: Déploiement 🚀"
+    assert parsed["From"] == "Équipe Ops <ops@example.org>"
+    assert email.sender == "ops@example.org"
+    assert "Déploiement 🚀" in _text(parsed) and "Déploiement 🚀" in _html(parsed)
+
+
+def test_compose_marks_an_international_address_as_needing_smtputf8() -> None:
+    email = _email(approver="josé@example.com")
+    assert email.smtputf8 and email.recipient == "josé@example.com"
+    assert "To: josé@example.com\r\n".encode() in email.data  # RFC 6532: UTF-8 headers, no encoded words
+    assert email.parse()["To"] == "josé@example.com"
 
 
 def test_message_id_is_deterministic_and_distinct() -> None:
@@ -239,7 +280,7 @@ def refused_port() -> Iterator[int]:
 
 
 def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
-    message = _compose()
+    message = _email()
 
     async def scenario() -> None:
         server, port = await _serve(tmp_path)
@@ -248,14 +289,32 @@ def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
 
     _run(scenario)
     [received] = smtpsink.read_inbox(tmp_path)
-    assert received["Message-ID"] == message["Message-ID"]
-    assert received["Subject"] == message["Subject"]
+    assert received["Message-ID"] == message.message_id
+    assert received["Subject"] == message.parse()["Subject"]
+    assert smtpsink.links_in(received) == {"approve": APPROVE, "reject": REJECT}
+
+
+def test_send_international_address_only_where_the_relay_offers_smtputf8(tmp_path: Path) -> None:
+    message = _email(approver="josé@example.com")
+
+    async def scenario(**smtp: Any) -> None:
+        server, port = await _serve(tmp_path, **smtp)
+        async with server:
+            await send(_settings(port), message)
+
+    with pytest.raises(EmailError, match="SMTPUTF8") as raised:
+        _run(scenario)
+    assert raised.value.permanent and smtpsink.read_inbox(tmp_path) == []
+
+    _run(lambda: scenario(enable_SMTPUTF8=True))
+    [received] = smtpsink.read_inbox(tmp_path)
+    assert received["To"] == "josé@example.com"
     assert smtpsink.links_in(received) == {"approve": APPROVE, "reject": REJECT}
 
 
 def test_send_refused_connection_raises_email_error(refused_port: int) -> None:
     with pytest.raises(EmailError) as raised:
-        _run(lambda: send(_settings(refused_port), _compose(), timeout=5))
+        _run(lambda: send(_settings(refused_port), _email(), timeout=5))
     assert isinstance(raised.value.__cause__, ConnectionRefusedError)
     assert not raised.value.permanent
     assert f"127.0.0.1:{refused_port}" in str(raised.value)
@@ -265,7 +324,7 @@ def test_send_requires_starttls_when_configured(tmp_path: Path) -> None:
     async def scenario() -> None:
         server, port = await _serve(tmp_path)
         async with server:
-            await send(_settings(port, security="starttls"), _compose())
+            await send(_settings(port, security="starttls"), _email())
 
     with pytest.raises(EmailError, match="does not offer STARTTLS") as raised:
         _run(scenario)
@@ -296,7 +355,7 @@ def test_send_starttls_with_login_and_never_logs_secrets(
             settings = _settings(
                 port, security="starttls", username="relay-user", password="s3cret-pw"
             )
-            await send(settings, _compose(), ssl_context=client_tls)
+            await send(settings, _email(), ssl_context=client_tls)
 
     caplog.set_level(logging.DEBUG, logger="hitl")
     _run(scenario)
@@ -321,7 +380,7 @@ def test_send_rejected_login_is_a_permanent_error_without_the_password(
         async with server:
             await send(
                 _settings(port, security="starttls", username="u", password="s3cret-pw"),
-                _compose(),
+                _email(),
                 ssl_context=client_tls,
             )
 
@@ -339,7 +398,7 @@ def test_send_over_implicit_tls(
     async def scenario() -> None:
         server, port = await _serve(tmp_path, tls=server_tls)
         async with server:
-            await send(_settings(port, security="tls"), _compose(), ssl_context=client_tls)
+            await send(_settings(port, security="tls"), _email(), ssl_context=client_tls)
 
     _run(scenario)
     assert len(smtpsink.read_inbox(tmp_path)) == 1
@@ -353,7 +412,7 @@ def test_send_refuses_an_untrusted_certificate(
     async def scenario() -> None:
         server, port = await _serve(tmp_path, tls=server_tls)
         async with server:
-            await send(_settings(port, security="tls"), _compose(), timeout=5)
+            await send(_settings(port, security="tls"), _email(), timeout=5)
 
     with pytest.raises(EmailError) as raised:
         _run(scenario)

@@ -20,13 +20,13 @@ import pytest
 from aiosmtpd.smtp import Envelope
 
 from hitl import smtpsink
-from hitl.notify.email import compose, message_id_for, send
+from hitl.notify.email import Email, compose, message_id_for, send
 from hitl.settings import SmtpSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _message(promise_id: str = "approvals/wf-1", **overrides: Any) -> EmailMessage:
+def _message(promise_id: str = "approvals/wf-1", **overrides: Any) -> Email:
     args: dict[str, Any] = {
         "sender": "hitl@example.org",
         "approver": "alice@example.com",
@@ -41,10 +41,10 @@ def _message(promise_id: str = "approvals/wf-1", **overrides: Any) -> EmailMessa
     return compose(**args)
 
 
-def _deliver(inbox: smtpsink.Inbox, message: EmailMessage) -> str:
+def _deliver(inbox: smtpsink.Inbox, message: Email) -> str:
     envelope = Envelope()
-    envelope.rcpt_tos = [str(message["To"])]
-    envelope.original_content = message.as_bytes()
+    envelope.rcpt_tos = [message.recipient]
+    envelope.original_content = message.data
     return asyncio.run(inbox.handle_DATA(None, None, envelope))  # type: ignore[arg-type]
 
 
@@ -52,7 +52,7 @@ def _deliver(inbox: smtpsink.Inbox, message: EmailMessage) -> str:
 
 
 def test_links_in_reads_the_text_part() -> None:
-    links = smtpsink.links_in(_message("p"))
+    links = smtpsink.links_in(_message("p").parse())
     assert links == {
         "approve": "http://127.0.0.1:8081/unblock?token=A-p",
         "reject": "http://127.0.0.1:8081/unblock?token=R-p",
@@ -61,7 +61,7 @@ def test_links_in_reads_the_text_part() -> None:
 
 def test_links_in_ignores_lookalike_lines_in_details() -> None:
     spoof = "x\nApprove: http://evil.example/\nReject: http://evil.example/"
-    message = _message("p", details={"note": spoof}, subject=spoof)
+    message = _message("p", details={"note": spoof}, subject=spoof).parse()
     assert smtpsink.links_in(message)["approve"].endswith("token=A-p")
     assert "evil" not in "".join(smtpsink.links_in(message).values())
 
@@ -73,7 +73,7 @@ def test_links_in_without_text_part() -> None:
 
 
 def test_stored_name_prefers_the_idempotency_key() -> None:
-    message = _message("p")
+    message = _message("p").parse()
     assert smtpsink.stored_name(message) == message_id_for("p", "alice@example.com")
 
     bare = EmailMessage()
@@ -191,8 +191,8 @@ def test_sink_process_stores_each_message_once_and_stops_cleanly(
     assert "token=A-wf-2" in lines.next()
 
     received = smtpsink.read_inbox(inbox)
-    assert [m["Message-ID"] for m in received] == [first["Message-ID"], second["Message-ID"]]
-    assert smtpsink.links_in(received[0]) == smtpsink.links_in(first)
+    assert [m["Message-ID"] for m in received] == [first.message_id, second.message_id]
+    assert smtpsink.links_in(received[0]) == smtpsink.links_in(first.parse())
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
