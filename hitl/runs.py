@@ -12,12 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from resonate.connections.sse import resolve_target
 from resonate.promises import Promises
 from resonate.types import PromiseRecord, TaskData, Value
 
 #: Tag naming the function a hitl run executes, so runs can be searched by kind.
 KIND_TAG = "hitl:func"
+
+
+def target_of(group: str) -> str:
+    """The address that reaches any one worker of ``group``: ``poll://any@<group>``.
+
+    The same string as the SDK's ``resonate.connections.sse.resolve_target``
+    (a unit test holds them equal), written here because importing that module
+    imports aiohttp, which the functions never need.
+    """
+    return f"poll://any@{group}"
 
 
 async def create(
@@ -43,7 +52,7 @@ async def create(
         "resonate:branch": id,
         "resonate:parent": parent or id,
         "resonate:scope": "global",
-        "resonate:target": resolve_target(group),
+        "resonate:target": target_of(group),
         KIND_TAG: func,
     }
     if not_before is not None:

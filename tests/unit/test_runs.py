@@ -48,3 +48,10 @@ def test_a_deferred_child_run_passes_the_rules() -> None:
     data = created(id="deploy-42:1.expiry", parent="deploy-42", not_before=5_000)
     _, _, _, tags = rules.promise_create(data)
     assert (tags["resonate:origin"], tags["resonate:delay"]) == ("deploy-42", "5000")
+
+
+def test_the_target_is_the_sdks_anycast_address() -> None:
+    from resonate.connections.sse import resolve_target
+
+    for group in ("worker", "workers-eu", "a.b"):
+        assert runs.target_of(group) == resolve_target(group)
