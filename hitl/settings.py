@@ -303,7 +303,7 @@ def _resonate(r: _Reader) -> ResonateSettings:
 
 
 def _hosts(r: _Reader) -> ChannelHosts:
-    from hitl.notify.http import parse_allowed_hosts
+    from hitl.hosts import parse_allowed_hosts
 
     default = ChannelHosts()
     try:
