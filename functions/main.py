@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import functions_framework.aio
@@ -26,6 +26,9 @@ from hitl.clock import now_ms
 from hitl.request import MAX_BODY_BYTES, ApprovalRequest, RequestError, parse_cancel, parse_start, validate_workflow_id
 from hitl.settings import StartSettings, UnblockSettings
 
+if TYPE_CHECKING:
+    from hitl.sendonly import SendOnlyClient
+
 logger = logging.getLogger("hitl.functions")
 
 RETRY_AFTER = "5"
@@ -35,9 +38,9 @@ MAX_FORM_BYTES = 16_384
 # -- shared edge plumbing -----------------------------------------------------------
 
 
-def _context[S: (StartSettings, UnblockSettings)](component: str, settings_class: type[S]) -> tuple[S, Any]:
+def _context[S: (StartSettings, UnblockSettings)](component: str, settings_class: type[S]) -> tuple[S, SendOnlyClient]:
     """Settings (read once), logging, and the send-only client: made on first use, never at import."""
-    from hitl.client import send_only
+    from hitl.sendonly import send_only
 
     settings = settings_class.from_env()
     logs.setup(component, settings.log_format, secrets=logs.secrets_from_env(os.environ))
@@ -45,12 +48,12 @@ def _context[S: (StartSettings, UnblockSettings)](component: str, settings_class
 
 
 @functools.cache
-def _start_context() -> tuple[StartSettings, Any]:
+def _start_context() -> tuple[StartSettings, SendOnlyClient]:
     return _context("start", StartSettings)
 
 
 @functools.cache
-def _unblock_context() -> tuple[UnblockSettings, Any]:
+def _unblock_context() -> tuple[UnblockSettings, SendOnlyClient]:
     return _context("unblock", UnblockSettings)
 
 
@@ -120,18 +123,22 @@ async def start(request: Request) -> Response:
 
 
 def _check_channels(req: ApprovalRequest, settings: StartSettings) -> None:
-    """Slack and webhook URLs must point at an allowed host (the worker will POST there)."""
-    from hitl.notify.http import NotifyError, check_url
+    """Slack and webhook URLs must point at an allowed host (the worker will POST there).
 
+    The check's module is imported only when a channel names a URL: it imports aiohttp
+    (for the worker's POSTs), which an email-only start must not pay for.
+    """
     for i, channel in enumerate(req.notify):
         if channel.url is not None:
+            from hitl.notify.http import NotifyError, check_url
+
             try:
                 check_url(channel.url, allowed_hosts=settings.hosts.for_channel(channel.type))
             except NotifyError as exc:
                 raise RequestError(400, f"notify[{i}].url", str(exc)) from None
 
 
-async def _cancel(request: Request, body: bytes, settings: StartSettings, client: Any) -> Response:
+async def _cancel(request: Request, body: bytes, settings: StartSettings, client: SendOnlyClient) -> Response:
     try:
         workflow_id, reason = parse_cancel(body, request.headers.get("content-type"))
     except RequestError as exc:
@@ -157,7 +164,7 @@ def _caller(request: Request) -> str:
     return request.headers.get("x-goog-authenticated-user-email", "").removeprefix("accounts.google.com:") or "requester"
 
 
-async def _status(request: Request, settings: StartSettings, client: Any) -> Response:
+async def _status(request: Request, settings: StartSettings, client: SendOnlyClient) -> Response:
     try:
         workflow_id = validate_workflow_id(request.query_params.get("workflow_id"))
     except RequestError as exc:
@@ -228,7 +235,7 @@ def _ended(found: operations.Approval, *, refused: bool = False) -> HTMLResponse
     return None
 
 
-async def _show(request: Request, settings: UnblockSettings, client: Any) -> Response:
+async def _show(request: Request, settings: UnblockSettings, client: SendOnlyClient) -> Response:
     claims = _verify(settings, request.query_params.get("token"))
     if claims is None:
         return _error(*_INVALID_LINK)
@@ -263,7 +270,7 @@ def _client_ip(request: Request) -> str:
     return first or (request.client.host if request.client else "")
 
 
-async def _decide(request: Request, settings: UnblockSettings, client: Any) -> Response:
+async def _decide(request: Request, settings: UnblockSettings, client: SendOnlyClient) -> Response:
     body = await _read_body(request, MAX_FORM_BYTES)
     if body is None:
         return _error(413, "Too large", "The comment is too long.")

@@ -285,7 +285,7 @@ async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
 @dataclass(frozen=True, slots=True)
 class Context:
     settings: Any  # hitl.settings.CliSettings
-    client: Any  # resonate.Resonate (send-only)
+    client: Any  # hitl.sendonly.SendOnlyClient
 
     @property
     def timeout(self) -> float:
@@ -355,7 +355,7 @@ async def execute(run: Command, args: argparse.Namespace) -> Output:
     from resonate.error import ServerError
 
     from hitl import operations
-    from hitl.client import send_only
+    from hitl.sendonly import send_only
     from hitl.settings import CliSettings, ConfigError
 
     try:
@@ -373,7 +373,7 @@ async def execute(run: Command, args: argparse.Namespace) -> Output:
         raise Failure(UNAVAILABLE, f"the Resonate server answered {exc.code}: {exc.message}") from None
     finally:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.stop(), 2.0)
+            await asyncio.wait_for(client.close(), 2.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,14 +1,13 @@
-"""Resonate client factories: one place that decides how hitl talks to the server.
+"""The worker's Resonate client: it long-polls its group and runs what arrives.
 
-- :func:`send_only` for the HTTP functions: requests only, no SSE stream, no
-  background loops, and no retry-forever on a dead server (the caller bounds
-  every call and answers 503).
-- :func:`polling` for the worker: requests plus :class:`PollSource`, a
-  long-poll listener that never gives up (the SDK's own ``SSEConnection``
-  ends for good when aiohttp's 300 s session timeout fires).
+- :func:`polling` builds it: requests over the SDK's aiohttp connection, plus
+  :class:`PollSource`, a long-poll listener that never gives up (the SDK's own
+  ``SSEConnection`` ends for good when aiohttp's 300 s session timeout fires),
+  and :class:`OriginHeartbeat`.
 
-Both always name the server explicitly: with no URL the SDK would silently
-run everything in-process, which must never happen here.
+It always names the server explicitly: with no URL the SDK would silently run
+everything in-process, which must never happen here. The edges (functions,
+CLI) use :mod:`hitl.sendonly` instead, which keeps aiohttp off their path.
 """
 
 from __future__ import annotations
@@ -32,23 +31,6 @@ from resonate.transport import Transport
 from hitl.settings import ResonateSettings
 
 logger = logging.getLogger("hitl.client")
-
-
-def send_only(settings: ResonateSettings) -> Resonate:
-    """A client that creates, reads and settles promises and listens to nothing.
-
-    Built without starting it: the HTTP connection is therefore not "running"
-    and fails a request at once when the server is unreachable instead of
-    retrying for ever, so a function can answer 503 within its time budget.
-    """
-    return Resonate(
-        network=HttpConnection(url=settings.url, auth=settings.token),
-        sources=[],
-        group=settings.group,
-        token=settings.token,
-        subscription_refresh_secs=0,
-        autostart=False,
-    )
 
 
 def polling(settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, pid: str | None = None) -> Resonate:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from resonate.error import ServerError
 from resonate.ids import origin_of
-from resonate.resonate import Resonate
+from resonate.promises import Promises
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
@@ -23,6 +23,14 @@ from hitl.clock import iso, now_ms
 from hitl.request import ApprovalRequest
 
 RunState = Literal["pending", "done", "failed"]
+
+
+class Client(Protocol):
+    """What the operations need of a client: its promises (:class:`hitl.sendonly.SendOnlyClient`,
+    or a full ``resonate.Resonate``)."""
+
+    @property
+    def promises(self) -> Promises: ...
 
 
 class ServerUnavailable(Exception):
@@ -106,7 +114,7 @@ async def _bounded[T](call: Awaitable[T], timeout: float) -> T:
         raise ServerUnavailable(str(exc)) from None
 
 
-async def _get(client: Resonate, id: str, timeout: float) -> PromiseRecord | None:
+async def _get(client: Client, id: str, timeout: float) -> PromiseRecord | None:
     try:
         return await _bounded(client.promises.get(id), timeout)
     except ServerError as exc:
@@ -115,7 +123,7 @@ async def _get(client: Resonate, id: str, timeout: float) -> PromiseRecord | Non
         raise
 
 
-async def start(client: Resonate, group: str, req: ApprovalRequest, *, timeout: float) -> RunStatus:
+async def start(client: Client, group: str, req: ApprovalRequest, *, timeout: float) -> RunStatus:
     """Start the approval run named ``req.workflow_id``, or return the existing one's status.
 
     The server's create is idempotent by id, so concurrent or repeated starts
@@ -140,7 +148,7 @@ async def start(client: Resonate, group: str, req: ApprovalRequest, *, timeout: 
     return RunStatus.of(record)
 
 
-async def status(client: Resonate, workflow_id: str, *, timeout: float) -> RunStatus | None:
+async def status(client: Client, workflow_id: str, *, timeout: float) -> RunStatus | None:
     record = await _get(client, workflow_id, timeout)
     if record is None or "resonate:target" not in record.tags or ":" in record.id:
         return None
@@ -148,7 +156,7 @@ async def status(client: Resonate, workflow_id: str, *, timeout: float) -> RunSt
 
 
 async def request_of(
-    client: Resonate, workflow_id: str, *, timeout: float
+    client: Client, workflow_id: str, *, timeout: float
 ) -> tuple[PromiseRecord, ApprovalRequest] | None:
     """The run ``workflow_id`` and the request it was started with, or ``None``."""
     root = await _get(client, workflow_id, timeout)
@@ -158,11 +166,11 @@ async def request_of(
     return root, ApprovalRequest.from_json(data["args"][0])
 
 
-async def _values(client: Resonate, ids: tuple[str, ...], timeout: float) -> list[PromiseRecord | None]:
+async def _values(client: Client, ids: tuple[str, ...], timeout: float) -> list[PromiseRecord | None]:
     return list(await asyncio.gather(*(_get(client, id, timeout) for id in ids)))
 
 
-async def active_round(client: Resonate, req: ApprovalRequest, *, timeout: float) -> policy.Round:
+async def active_round(client: Client, req: ApprovalRequest, *, timeout: float) -> policy.Round:
     """The round asking now: the first, or the next once a round's deadline passed (escalation)."""
     lay = policy.layout(req)
     for rnd in lay.rounds[:-1]:
@@ -172,7 +180,7 @@ async def active_round(client: Resonate, req: ApprovalRequest, *, timeout: float
     return lay.rounds[-1]
 
 
-async def read(client: Resonate, vote_id: str, *, timeout: float) -> Approval | None:
+async def read(client: Client, vote_id: str, *, timeout: float) -> Approval | None:
     """The request behind ``vote_id`` as its approver sees it, or ``None`` when there is none."""
     found = await request_of(client, origin_of(vote_id), timeout=timeout)
     if found is None:
@@ -198,7 +206,7 @@ DecideOutcome = Literal["recorded", "already", "closed", "unknown"]
 
 
 async def decide(
-    client: Resonate, vote_id: str, value: dict[str, Any], *, timeout: float
+    client: Client, vote_id: str, value: dict[str, Any], *, timeout: float
 ) -> tuple[DecideOutcome, Approval | None]:
     """Record an approver's vote. ``recorded`` if it counted; ``already`` if they had
     decided; ``closed`` if the request had ended; ``unknown`` if there is no such vote."""
@@ -217,7 +225,7 @@ async def decide(
 
 
 async def cancel(
-    client: Resonate, workflow_id: str, *, by: str, reason: str, timeout: float
+    client: Client, workflow_id: str, *, by: str, reason: str, timeout: float
 ) -> tuple[bool, RunStatus] | None:
     """Cancel a pending request: ``(True, status)`` if this canceled it, ``(False, status)``
     if it had already ended, ``None`` if there is no such request."""
@@ -235,7 +243,7 @@ async def cancel(
     return canceled, RunStatus(workflow_id, "pending")
 
 
-async def pending(client: Resonate, *, timeout: float, limit: int = 100) -> list[tuple[ApprovalRequest, dict[str, Any]]]:
+async def pending(client: Client, *, timeout: float, limit: int = 100) -> list[tuple[ApprovalRequest, dict[str, Any]]]:
     """Requests still waiting, each with its current round's progress (who has not decided)."""
     page = await _bounded(
         client.promises.search("pending", {"resonate:scope": "global", runs.KIND_TAG: policy.WORKFLOW}, limit, None),

@@ -1,0 +1,43 @@
+"""The edges' import path: no aiohttp, and none of the SDK's connections.
+
+aiohttp (and ``resonate.resonate``, which imports every connection the SDK
+ships) costs 150-250 ms of a function's cold start; only the worker uses it.
+Each check runs in a fresh interpreter, so nothing imported by other tests counts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hitl.stack import ROOT
+
+FORBIDDEN = ("aiohttp", "resonate.resonate", "resonate.connections")
+
+
+def imported_after(statement: str) -> set[str]:
+    """The modules of :data:`FORBIDDEN` a fresh interpreter has loaded after ``statement``."""
+    probe = f"{statement}\nimport sys\nprint(' '.join(m for m in {FORBIDDEN!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import functions.main",
+        "import hitl.sendonly, hitl.operations, hitl.cli",
+        # What the first request of each function runs before it talks to the server.
+        "import os; os.environ.update(RESONATE_URL='http://127.0.0.1:1', HITL_SIGNING_KEY='k' * 43,"
+        " HITL_SLACK_ALLOWED_HOSTS='hooks.slack.com', HITL_WEBHOOK_ALLOWED_HOSTS='.example.com')\n"
+        "import functions.main as m; m._start_context(); m._unblock_context()",
+    ],
+)
+def test_the_edges_never_import_aiohttp(statement: str) -> None:
+    assert imported_after(statement) == set()
+
+
+def test_the_probe_sees_aiohttp_when_it_is_imported() -> None:
+    assert imported_after("import hitl.client") == set(FORBIDDEN)
