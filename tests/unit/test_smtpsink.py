@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import queue
 import re
 import signal
@@ -12,9 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pytest
 from aiosmtpd.smtp import Envelope
@@ -113,6 +116,72 @@ def test_inbox_stores_once_in_arrival_order(tmp_path: Path) -> None:
         " reject=http://127.0.0.1:8081/unblock?token=R-zz"
     )
     assert lines[3].startswith("duplicate ignored: ")
+
+
+def _mixed_with_a_lookalike_attachment() -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = "Fwd: =?utf-8?q?D=C3=A9ploiement?= " + "long " * 30
+    message["Message-ID"] = "<fwd.1@mail.example>"
+    message.set_content("Approve: http://evil.example/a\nReject: http://evil.example/r\n")
+    message.add_attachment(b"x", maintype="application", subtype="octet-stream")
+    body = EmailMessage()
+    body.set_content("Approve: http://good.example/a\nReject: http://good.example/r\n")
+    body.add_alternative("<p>hi</p>", subtype="html")
+    message.get_payload().insert(0, body)  # the body first, then the text and the binary attachment
+    message.get_payload()[1]["Content-Disposition"] = "attachment"
+    return message
+
+
+def _related_with_a_start() -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = "related"
+    message["Message-ID"] = "<rel.1@mail.example>"
+    message.set_content("Approve: http://first.example/a\n", cte="base64")
+    message.add_related("Approve: http://start.example/a\nReject: http://start.example/r\n", cid="<s@x>")
+    message.set_param("start", "<s@x>")
+    return message
+
+
+def _latin1_base64() -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = "Caf\u00e9"
+    message["X-Hitl-Idempotency-Key"] = "../caf\u00e9"
+    message.set_content("Approve: http://caf\u00e9.example/a\n", charset="latin-1", cte="base64")
+    return message
+
+
+@pytest.mark.parametrize(
+    ("message", "approve"),
+    [
+        (_message("p", subject="D\u00e9ploiement \U0001f680 " * 12).parse(), "http://127.0.0.1:8081/unblock?token=A-p"),
+        (_mixed_with_a_lookalike_attachment(), "http://good.example/a"),
+        (_related_with_a_start(), "http://start.example/a"),
+        (_latin1_base64(), "http://caf\u00e9.example/a"),
+    ],
+    ids=["encoded-folded-subject", "attachment-first", "related-start", "latin1-base64"],
+)
+def test_receipt_reads_each_message_as_the_default_policy_does(
+    tmp_path: Path, message: EmailMessage, approve: str
+) -> None:
+    """The sink parses cheaply (compat32); what it prints and the name it stores under must not change."""
+    raw = message.as_bytes()
+    full = BytesParser(policy=policy.default).parsebytes(raw)
+    body = cast(EmailMessage, full.get_body(("plain",)))
+    assert f"Approve: {approve}" in body.get_content() and smtpsink.links_in(full)["approve"] == approve
+    expected = f"mail to=bob@example.com subject={json.dumps(str(full['Subject']))}"
+    expected += "".join(f" {label}={url}" for label, url in smtpsink.links_in(full).items())
+
+    out = io.StringIO()
+    envelope = Envelope()
+    envelope.rcpt_tos = ["bob@example.com"]
+    envelope.original_content = raw
+    asyncio.run(smtpsink.Inbox(tmp_path, out).handle_DATA(None, None, envelope))  # type: ignore[arg-type]
+
+    assert out.getvalue() == expected + "\n"
+    assert [p.name for p in tmp_path.iterdir()] == [f"{smtpsink.stored_name(full)}.eml"]
+    assert smtpsink.links_in(message) == smtpsink.links_in(full) == smtpsink.links_in(
+        BytesParser(policy=policy.compat32).parsebytes(raw)
+    )
 
 
 # --- process ------------------------------------------------------------------
