@@ -29,9 +29,11 @@ The SDK caps every child at one day unless told otherwise, so every promise
 here names its timeout.
 """
 
-# No ``from __future__ import annotations`` here: the SDK builds a DurableFunction for
-# every ``ctx.run`` and would evaluate each step's string annotations again every time
-# (15% of the worker's CPU per approval in the benchmark).
+# The steps are run by their registered names (see :func:`register`): given a function,
+# ``ctx.run`` wraps it in a new DurableFunction at every call and every replay (its
+# signature and annotations: 6% of the worker's CPU per approval in the benchmark); a
+# name finds the one built at registration. No ``from __future__ import annotations``
+# either: string annotations would be evaluated in each wrapping.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +55,13 @@ from hitl.request import ApprovalRequest
 
 EXPIRY = "approval_expiry"
 REMINDER = "approval_reminder"
+
+#: The registered names of the steps.
+SCHEDULE_ROUND = "approval.schedule_round"
+NOTIFY = "approval.notify"
+CLOSE = "approval.close"
+EXPIRE = "approval.expire"
+OPEN_VOTES = "approval.open_votes"
 
 #: Retries of a notification step: 1 s doubling to 5 min, for about a day.
 NOTIFY_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
@@ -102,7 +111,7 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     final: dict[str, Any] | None = None
     for rnd in lay.rounds:
         ends_at = lay.ends_at(start, rnd.index)
-        await ctx.run(schedule_round, req, rnd.index, ends_at, timeout_at)
+        await ctx.run(SCHEDULE_ROUND, req, rnd.index, ends_at, timeout_at)
         await _ask(ctx, req, rnd, ends_at, reminder=None)
 
         ended = policy.tally(rnd, [await _peek(v) for v in votes[rnd.index]])
@@ -121,7 +130,7 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     final = {**final, "decisions": policy.audit(states)}
     still_open = [id for id, state in zip(created, states, strict=True) if state is _PENDING]
     if still_open:
-        await ctx.run(close, still_open, final)
+        await ctx.run(CLOSE, still_open, final)
     return final
 
 
@@ -138,7 +147,7 @@ async def _ask(ctx: Context, req: ApprovalRequest, rnd: policy.Round, ends_at: i
     """Ask each approver of ``rnd`` once on every channel (durable steps, in parallel)."""
     steps = [
         ctx.options(retry_policy=NOTIFY_RETRY).run(
-            notify, req, channel.type, channel.url, approver, vote_id, ends_at, reminder
+            NOTIFY, req, channel.type, channel.url, approver, vote_id, ends_at, reminder
         )
         for approver, vote_id in zip(rnd.approvers, rnd.vote_ids, strict=True)
         for channel in req.notify
@@ -215,7 +224,7 @@ async def open_votes(ctx: Context, vote_ids: list[str]) -> list[str] | None:
 
 async def approval_expiry(ctx: Context, vote_ids: list[str]) -> None:
     """Runs at a round's deadline: settle its open votes as expired (first settle wins)."""
-    await ctx.run(expire, vote_ids)
+    await ctx.run(EXPIRE, vote_ids)
 
 
 async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, ends_at: int, before: int) -> None:
@@ -223,12 +232,12 @@ async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, e
     req = ApprovalRequest.from_json(request)
     lay = policy.layout(req)
     rnd = lay.rounds[index]
-    waiting = await ctx.run(open_votes, list(rnd.vote_ids))
+    waiting = await ctx.run(OPEN_VOTES, list(rnd.vote_ids))
     if not waiting:
         return
     asked = [(a, v) for a, v in zip(rnd.approvers, rnd.vote_ids, strict=True) if v in waiting]
     steps = [
-        ctx.options(retry_policy=NOTIFY_RETRY).run(notify, req, c.type, c.url, a, v, ends_at, before)
+        ctx.options(retry_policy=NOTIFY_RETRY).run(NOTIFY, req, c.type, c.url, a, v, ends_at, before)
         for a, v in asked
         for c in req.notify
     ]
@@ -237,7 +246,12 @@ async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, e
 
 
 def register(resonate: Resonate) -> None:
-    """Register the workflow and its deferred runs on a worker's client."""
+    """Register the workflow, its deferred runs and its steps on a worker's client."""
     resonate.register(approval, name=WORKFLOW)
     resonate.register(approval_expiry, name=EXPIRY)
     resonate.register(approval_reminder, name=REMINDER)
+    resonate.register(schedule_round, name=SCHEDULE_ROUND)
+    resonate.register(notify, name=NOTIFY)
+    resonate.register(close, name=CLOSE)
+    resonate.register(expire, name=EXPIRE)
+    resonate.register(open_votes, name=OPEN_VOTES)
