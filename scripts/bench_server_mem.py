@@ -163,7 +163,7 @@ def summary() -> dict[str, Any]:
         for p in eng.promises.values():
             seen.add(id(p))
             seen.add(id(p.id))
-            seen.update(map(id, p._tags))
+            seen.update(map(id, p._tags[1:]))
         for t in eng.tasks.values():
             seen.add(id(t))
             seen.add(id(t.id))

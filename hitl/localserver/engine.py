@@ -26,6 +26,7 @@ through ``outgoing`` (for :mod:`.router`).
 
 from __future__ import annotations
 
+import base64
 import heapq
 from typing import Any
 
@@ -45,7 +46,7 @@ Ids = tuple[str, ...]
 
 #: The tags whose value is a promise id (often the record's own or its root's).
 _ID_TAGS = ("resonate:origin", "resonate:branch", "resonate:parent")
-#: Sweep stale timer entries when the heap holds more than this many and twice the live ones.
+#: Sweep stale timer entries when the heap holds more than this many and 1.25 times the live ones.
 _SWEEP_MIN = 4096
 
 
@@ -57,24 +58,44 @@ def minus(ids: Ids, id: str) -> Ids:
     return tuple(i for i in ids if i != id) if id in ids else ids
 
 
-def _pack_value(value: dict[str, Any]) -> dict[str, Any] | str:
-    """A value (or param) as stored: ``{"data": s}``, by far the commonest shape, is ``s``."""
-    if len(value) == 1 and "data" in value:
-        return value["data"]  # type: ignore[no-any-return]
-    return value or rules.NO_VALUE
+def _pack_value(value: dict[str, Any]) -> dict[str, Any] | str | bytes:
+    """A value (or param) as stored: ``{"data": s}``, by far the commonest shape, is ``s``,
+    and ``s``'s bytes when it is canonical base64 (as the SDK sends): a quarter smaller."""
+    if len(value) != 1 or "data" not in value:
+        return value or rules.NO_VALUE
+    data: str = value["data"]
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        return data
+    return raw if base64.b64encode(raw) == data.encode() else data
 
 
-def _unpack_value(stored: dict[str, Any] | str) -> dict[str, Any]:
+def _unpack_value(stored: dict[str, Any] | str | bytes) -> dict[str, Any]:
+    if isinstance(stored, bytes):
+        return {"data": base64.b64encode(stored).decode()}
     return {"data": stored} if isinstance(stored, str) else stored
 
 
-def _flat(tags: dict[str, str]) -> tuple[str, ...]:
-    return tuple(x for kv in tags.items() for x in kv)
+#: Tag key tuples, one object per distinct set of keys (bounded: keys come from clients).
+_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _flat(tags: dict[str, str]) -> tuple[Any, ...]:
+    """``(keys, value, value, ...)``: the keys tuple is shared by every record with the same keys."""
+    keys = tuple(tags)
+    shared = _layouts.get(keys)
+    if shared is None:
+        shared = keys
+        if len(_layouts) < 1024:
+            _layouts[keys] = keys
+    return (shared, *tags.values())
 
 
 class Promise:
-    """One promise. Tags are a flat ``(key, value, key, value, ...)`` tuple (a dict of five
-    costs 184 bytes, the tuple 120); ``param`` and ``value`` are packed by :func:`_pack_value`.
+    """One promise. Tags are a ``(keys, value, value, ...)`` tuple whose keys tuple is shared
+    (a dict of five tags costs 184 bytes, the tuple 88); ``param`` and ``value`` are packed by
+    :func:`_pack_value`.
     """
 
     __slots__ = (
@@ -88,7 +109,7 @@ class Promise:
         state: str,
         param: dict[str, Any],
         value: dict[str, Any],
-        tags: dict[str, str] | tuple[str, ...],
+        tags: dict[str, str],
         timeout_at: int,
         created_at: int,
         settled_at: int | None = None,
@@ -99,7 +120,7 @@ class Promise:
         self.state = state
         self._param = _pack_value(param)
         self._value = _pack_value(value)
-        self._tags = tags if isinstance(tags, tuple) else _flat(tags)
+        self._tags = _flat(tags)
         self.timeout_at = timeout_at
         self.created_at = created_at
         self.settled_at = settled_at
@@ -124,14 +145,14 @@ class Promise:
     def tags(self) -> dict[str, str]:
         """The tags as a new dict (for records and searches; lookups use :meth:`tag`)."""
         t = self._tags
-        return dict(zip(t[::2], t[1::2], strict=True))
+        return dict(zip(t[0], t[1:], strict=True))
 
     def tag(self, key: str) -> str | None:
         t = self._tags
-        for i in range(0, len(t), 2):
-            if t[i] == key:
-                return t[i + 1]
-        return None
+        try:
+            return t[t[0].index(key) + 1]  # type: ignore[no-any-return]
+        except ValueError:
+            return None
 
     @property
     def target(self) -> str | None:
@@ -248,7 +269,7 @@ class Engine:
     def restore(self, promises: list[Promise], tasks: list[Task], schedules: list[dict[str, Any]]) -> None:
         """Rebuild the indexes and timers from stored records."""
         for p in promises:
-            p._tags = _flat(self._share_ids(p.id, p.tags))
+            p._tags = _flat(self._share_ids(p.id, p.tags))  # (the tags as loaded, ids shared)
             self._index(p)
             if p.state == "pending" and p.target is not None:
                 self._arm("p", p.id, p.timeout_at)
@@ -292,7 +313,7 @@ class Engine:
         """Drop the stale entries (a lease renewed, a promise settled): O(n), at most once per n pushes."""
         self._timers = [e for e in self._timers if self._live(e)]
         heapq.heapify(self._timers)
-        self._sweep_at = max(_SWEEP_MIN, 2 * len(self._timers))
+        self._sweep_at = max(_SWEEP_MIN, len(self._timers) + len(self._timers) // 4)
 
     def next_due(self) -> int | None:
         """When the next timer that still matters fires (stale entries are dropped first)."""

@@ -315,3 +315,13 @@ def test_records_read_back_as_they_were_written() -> None:
     out = ok(e, "promise.settle", {"id": "wf", "state": "resolved", "value": value})
     assert out["promise"]["value"] == value and out["promise"]["state"] == "resolved"
     assert ok(e, "promise.search", {"tags": {"hitl:func": "approval"}})["promises"][0]["id"] == "wf"
+
+
+@pytest.mark.parametrize("data", ["", "eA==", "eA", "e A==", "not base64!", "ééé", "eB==", "YWJj\n"])
+def test_opaque_data_reads_back_byte_for_byte(data: str) -> None:
+    """Canonical base64 is stored as its bytes; anything else as given. Either way it reads back equal."""
+    e = Engine()
+    ok(e, "promise.create", {"id": "p", "timeoutAt": T0 + HOUR, "param": {"data": data}})
+    ok(e, "promise.settle", {"id": "p", "state": "resolved", "value": {"data": data}})
+    record = ok(e, "promise.get", {"id": "p"})["promise"]
+    assert record["param"] == {"data": data} and record["value"] == {"data": data}
