@@ -90,7 +90,10 @@ class OriginHeartbeat:
             task.cancel()
 
     async def _beat(self) -> None:
+        # Sleep first: the acquire that started a task set its lease, so a beat now would
+        # only cost a request per execution (two per approval cycle, measured).
         while True:
+            await self._sleeper(self._interval)
             by_origin: dict[str, list[TaskRef]] = {}
             for id, version in list(self.active.items()):
                 by_origin.setdefault(origin_of(id), []).append(TaskRef(id=id, version=version))
@@ -99,7 +102,6 @@ class OriginHeartbeat:
             )
             for failed in (r for r in results if isinstance(r, Exception)):
                 logger.warning("heartbeat failed", extra={"fields": {"error": str(failed)}})
-            await self._sleeper(self._interval)
 
 
 class PollSource:
