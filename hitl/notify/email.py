@@ -15,7 +15,8 @@ the largest single cost of a worker's cycle. The headers that need care
 never holds a boundary (which contains ``==``).
 
 :func:`send` tries exactly once and raises :class:`EmailError` on any failure:
-the durable step that calls it owns retries and backoff.
+the durable step that calls it owns retries and backoff. It reuses an open
+session with the relay when one is idle (:mod:`hitl.notify.smtp_sessions`).
 
 The links carry signing tokens and the settings carry the SMTP password:
 neither is ever logged nor put into an exception message.
@@ -45,10 +46,12 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from hitl.notify import smtp_sessions
 from hitl.settings import SmtpSettings
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
+    "SESSIONS",
     "Email",
     "EmailError",
     "compose",
@@ -61,6 +64,9 @@ log = logging.getLogger(__name__)
 
 #: Header carrying the idempotency key; equal keys mean "the same message".
 IDEMPOTENCY_HEADER = "X-Hitl-Idempotency-Key"
+
+#: Sessions kept open between messages by default (see :mod:`hitl.notify.smtp_sessions`).
+SESSIONS = smtp_sessions.Sessions()
 
 #: One boundary for every message: it holds "==", which quoted-printable parts never do
 #: (RFC 2046 asks only that it not occur in the parts), and a parser compiles one pattern.
@@ -239,14 +245,16 @@ async def send(
     *,
     timeout: float = 30.0,
     ssl_context: ssl.SSLContext | None = None,
+    sessions: smtp_sessions.Sessions = SESSIONS,
 ) -> None:
     """Deliver ``message`` through the relay in ``smtp``, once.
 
     ``timeout`` bounds each network operation. ``ssl_context`` (default: the
     system trust store with hostname checking) verifies the relay for the
-    ``"starttls"`` and ``"tls"`` security modes.
+    ``"starttls"`` and ``"tls"`` security modes. ``sessions`` keeps the
+    session open for the next message.
     """
-    await asyncio.to_thread(_deliver, smtp, message, timeout, ssl_context)
+    await asyncio.to_thread(_deliver, smtp, message, timeout, ssl_context, sessions)
     log.info("email sent", extra={"message_id": message.message_id, "smtp_host": smtp.host})
 
 
@@ -255,47 +263,66 @@ def _deliver(
     message: Email,
     timeout: float,
     ssl_context: ssl.SSLContext | None,
+    sessions: smtp_sessions.Sessions,
 ) -> None:
     relay = f"{smtp.host}:{smtp.port}"
+    key = (smtp, ssl_context)
+    client = sessions.take(key, timeout)
     try:
-        context = ssl_context if ssl_context is not None or smtp.security == "none" else _default_context()
-        client: smtplib.SMTP
-        if smtp.security == "tls":
-            client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=context)
-        else:
-            client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
-        with client:
-            client.ehlo()
-            if smtp.security == "starttls":
-                if not client.has_extn("starttls"):
-                    raise EmailError(
-                        f"sending via {relay} failed: the server does not offer STARTTLS",
-                        permanent=True,
-                    )
-                client.starttls(context=context)
-                client.ehlo()
-            if smtp.username is not None and smtp.password is not None:
-                client.login(smtp.username, smtp.password)
-            options: tuple[str, ...] = ()
-            if message.smtputf8:
-                if not client.has_extn("smtputf8"):
-                    raise EmailError(
-                        f"sending via {relay} failed: an address is not ASCII and the server does not offer SMTPUTF8",
-                        permanent=True,
-                    )
-                options = ("SMTPUTF8", "BODY=8BITMIME")
-            refused = client.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
-        if refused:
-            raise EmailError(
-                f"sending via {relay} failed: recipients refused: {', '.join(refused)}",
-                permanent=True,
-            )
+        if client is None:
+            client = _open(smtp, relay, timeout, ssl_context)
+        options: tuple[str, ...] = ()
+        if message.smtputf8:
+            if not client.has_extn("smtputf8"):
+                raise EmailError(
+                    f"sending via {relay} failed: an address is not ASCII and the server does not offer SMTPUTF8",
+                    permanent=True,
+                )
+            options = ("SMTPUTF8", "BODY=8BITMIME")
+        refused = client.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
     except EmailError:
+        smtp_sessions.close(client)
         raise
     except (smtplib.SMTPException, OSError) as exc:
+        smtp_sessions.close(client)
         raise EmailError(
             f"sending via {relay} failed: {_describe(exc)}", permanent=_is_permanent(exc)
         ) from exc
+    except BaseException:
+        smtp_sessions.close(client)
+        raise
+    sessions.give(key, client)
+    if refused:
+        raise EmailError(
+            f"sending via {relay} failed: recipients refused: {', '.join(refused)}",
+            permanent=True,
+        )
+
+
+def _open(smtp: SmtpSettings, relay: str, timeout: float, ssl_context: ssl.SSLContext | None) -> smtplib.SMTP:
+    """A new session with the relay: connected, greeted, secured and logged in as ``smtp`` asks."""
+    context = ssl_context if ssl_context is not None or smtp.security == "none" else _default_context()
+    client: smtplib.SMTP
+    if smtp.security == "tls":
+        client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=context)
+    else:
+        client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
+    try:
+        client.ehlo()
+        if smtp.security == "starttls":
+            if not client.has_extn("starttls"):
+                raise EmailError(
+                    f"sending via {relay} failed: the server does not offer STARTTLS",
+                    permanent=True,
+                )
+            client.starttls(context=context)
+            client.ehlo()
+        if smtp.username is not None and smtp.password is not None:
+            client.login(smtp.username, smtp.password)
+    except BaseException:
+        smtp_sessions.close(client)
+        raise
+    return client
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from hitl import smtpsink
 from hitl.notify.email import Email, EmailError, compose, message_id_for, send
+from hitl.notify.smtp_sessions import Sessions
 from hitl.settings import SmtpSettings
 
 NOW = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
@@ -219,6 +220,14 @@ async def _serve(
     return server, server.sockets[0].getsockname()[1]
 
 
+#: Sessions that are never kept, so each test's server closes without waiting for an idle client.
+_ONE_SHOT = Sessions(max_idle=0)
+
+
+def _send(smtp: SmtpSettings, message: Email, **kwargs: Any) -> Awaitable[None]:
+    return send(smtp, message, sessions=_ONE_SHOT, **kwargs)
+
+
 def _settings(port: int, **overrides: Any) -> SmtpSettings:
     plain = SmtpSettings(host="127.0.0.1", port=port, security="none", sender="hitl@example.org")
     return dataclasses.replace(plain, **overrides)
@@ -285,7 +294,7 @@ def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
     async def scenario() -> None:
         server, port = await _serve(tmp_path)
         async with server:
-            await send(_settings(port), message)
+            await _send(_settings(port), message)
 
     _run(scenario)
     [received] = smtpsink.read_inbox(tmp_path)
@@ -294,13 +303,38 @@ def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
     assert smtpsink.links_in(received) == {"approve": APPROVE, "reject": REJECT}
 
 
+def test_send_reuses_an_open_session_and_replaces_one_the_relay_closed(tmp_path: Path) -> None:
+    sessions = Sessions()
+    opened: list[SMTP] = []
+    handler = smtpsink.Inbox(tmp_path, io.StringIO())
+
+    def protocol() -> SMTP:
+        opened.append(SMTP(handler, hostname="test-smtp", timeout=0.5))  # closes a session idle 0.5 s
+        return opened[-1]
+
+    async def scenario() -> None:
+        server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
+        async with server:
+            settings = _settings(server.sockets[0].getsockname()[1])
+            for i in range(3):
+                await send(settings, _email(message_id=f"m{i}"), sessions=sessions)
+            assert len(opened) == 1
+            await asyncio.sleep(1.0)  # the relay drops the idle session
+            await send(settings, _email(message_id="m3"), sessions=sessions)
+            assert len(opened) == 2
+            sessions.close_all()
+
+    _run(scenario)
+    assert [m["X-Hitl-Idempotency-Key"] for m in smtpsink.read_inbox(tmp_path)] == ["m0", "m1", "m2", "m3"]
+
+
 def test_send_international_address_only_where_the_relay_offers_smtputf8(tmp_path: Path) -> None:
     message = _email(approver="josé@example.com")
 
     async def scenario(**smtp: Any) -> None:
         server, port = await _serve(tmp_path, **smtp)
         async with server:
-            await send(_settings(port), message)
+            await _send(_settings(port), message)
 
     with pytest.raises(EmailError, match="SMTPUTF8") as raised:
         _run(scenario)
@@ -314,7 +348,7 @@ def test_send_international_address_only_where_the_relay_offers_smtputf8(tmp_pat
 
 def test_send_refused_connection_raises_email_error(refused_port: int) -> None:
     with pytest.raises(EmailError) as raised:
-        _run(lambda: send(_settings(refused_port), _email(), timeout=5))
+        _run(lambda: _send(_settings(refused_port), _email(), timeout=5))
     assert isinstance(raised.value.__cause__, ConnectionRefusedError)
     assert not raised.value.permanent
     assert f"127.0.0.1:{refused_port}" in str(raised.value)
@@ -324,7 +358,7 @@ def test_send_requires_starttls_when_configured(tmp_path: Path) -> None:
     async def scenario() -> None:
         server, port = await _serve(tmp_path)
         async with server:
-            await send(_settings(port, security="starttls"), _email())
+            await _send(_settings(port, security="starttls"), _email())
 
     with pytest.raises(EmailError, match="does not offer STARTTLS") as raised:
         _run(scenario)
@@ -355,7 +389,7 @@ def test_send_starttls_with_login_and_never_logs_secrets(
             settings = _settings(
                 port, security="starttls", username="relay-user", password="s3cret-pw"
             )
-            await send(settings, _email(), ssl_context=client_tls)
+            await _send(settings, _email(), ssl_context=client_tls)
 
     caplog.set_level(logging.DEBUG, logger="hitl")
     _run(scenario)
@@ -378,7 +412,7 @@ def test_send_rejected_login_is_a_permanent_error_without_the_password(
 
         server, port = await _serve(tmp_path, tls_context=server_tls, authenticator=refuse)
         async with server:
-            await send(
+            await _send(
                 _settings(port, security="starttls", username="u", password="s3cret-pw"),
                 _email(),
                 ssl_context=client_tls,
@@ -398,7 +432,7 @@ def test_send_over_implicit_tls(
     async def scenario() -> None:
         server, port = await _serve(tmp_path, tls=server_tls)
         async with server:
-            await send(_settings(port, security="tls"), _email(), ssl_context=client_tls)
+            await _send(_settings(port, security="tls"), _email(), ssl_context=client_tls)
 
     _run(scenario)
     assert len(smtpsink.read_inbox(tmp_path)) == 1
@@ -412,7 +446,7 @@ def test_send_refuses_an_untrusted_certificate(
     async def scenario() -> None:
         server, port = await _serve(tmp_path, tls=server_tls)
         async with server:
-            await send(_settings(port, security="tls"), _email(), timeout=5)
+            await _send(_settings(port, security="tls"), _email(), timeout=5)
 
     with pytest.raises(EmailError) as raised:
         _run(scenario)

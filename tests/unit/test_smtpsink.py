@@ -24,6 +24,7 @@ from aiosmtpd.smtp import Envelope
 
 from hitl import smtpsink
 from hitl.notify.email import Email, compose, message_id_for, send
+from hitl.notify.smtp_sessions import Sessions
 from hitl.settings import SmtpSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -249,10 +250,13 @@ def test_sink_process_stores_each_message_once_and_stops_cleanly(
     settings = SmtpSettings(host="127.0.0.1", port=port, security="none")
     first, second = _message("wf-1"), _message("wf-2")
 
+    sessions = Sessions()
+
     async def deliver() -> None:
-        await send(settings, first, timeout=5)
-        await send(settings, first, timeout=5)  # a crash-retry's duplicate
-        await send(settings, second, timeout=5)
+        await send(settings, first, timeout=5, sessions=sessions)
+        await send(settings, first, timeout=5, sessions=sessions)  # a crash-retry's duplicate
+        await send(settings, second, timeout=5, sessions=sessions)
+        sessions.close_all()
 
     asyncio.run(deliver())
     assert "token=A-wf-1" in lines.next()
