@@ -12,8 +12,9 @@
   ``functions/main.py``.
 
 The waiting and memory sections use a minimal SMTP sink (``scripts/bench_sink.py``)
-instead of the dev sink, which parses every message and would halve the rate
-at which 10,000 requests can be created on 2 cores; the others use the real stack.
+instead of the dev sink, whose SMTP server (aiosmtpd) and per-message parse cost
+about three times its CPU per message and would slow the creation of 10,000
+requests on 2 cores; the others use the real stack.
 
 A cycle in the throughput and waiting sections is: ``start`` POST; the driver
 registers a listener on the run's root promise; the email arrives in the SMTP
