@@ -1,9 +1,10 @@
-"""The edges' import path: none of the worker's machinery.
+"""The edges' import path: none of the worker's machinery, and no aiohttp.
 
 ``resonate.resonate`` (the SDK's runtime: registry, scheduler, every
-connection), the workflow and the notifiers are the worker's; a function that
-imported them would pay for them in every cold start. Each check runs in a
-fresh interpreter, so nothing imported by other tests counts.
+connection), the workflow, the notifiers and aiohttp (~200 ms: two TLS
+contexts and its modules) are the worker's; a function that imported them
+would pay for them in every cold start. Each check runs in a fresh
+interpreter, so nothing imported by other tests counts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from hitl.stack import ROOT
 
-FORBIDDEN = ("resonate.resonate", "hitl.approval", "hitl.notifier", "hitl.notify")
+FORBIDDEN = ("aiohttp", "resonate.resonate", "hitl.approval", "hitl.notifier", "hitl.notify")
 
 
 def imported_after(statement: str) -> set[str]:
