@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -30,7 +30,6 @@ __all__ = [
     "check_link",
     "check_url",
     "host_of",
-    "parse_allowed_hosts",
     "parse_deadline",
     "post_json",
 ]
@@ -43,7 +42,6 @@ MAX_URL_CHARS = 2000
 MAX_LINK_CHARS = 3000
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f\\]")
-_HOST_ENTRY = re.compile(r"\.?[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:]+")
 #: A response body shown in an error: Slack's short error codes (``invalid_payload``) only.
 _ERROR_CODE = re.compile(r"[a-z][a-z_]{0,63}")
 
@@ -61,22 +59,6 @@ class NotifyError(Exception):
         super().__init__(message)
         self.permanent = permanent
         self.status = status
-
-
-def parse_allowed_hosts(raw: str | None, default: Iterable[str] = ()) -> frozenset[str]:
-    """The host allowlist in ``raw`` (comma- or space-separated), or ``default`` when unset.
-
-    Entries are lowercased; ``.example.com`` (leading dot) allows every
-    subdomain of ``example.com`` (not ``example.com`` itself); IPv6 literals
-    are written in brackets. Raises :class:`ValueError` on a malformed entry.
-    """
-    if raw is None or not raw.strip():
-        return frozenset(h.lower() for h in default)
-    hosts = frozenset(part.lower() for part in re.split(r"[\s,]+", raw.strip()) if part)
-    for host in hosts:
-        if not _HOST_ENTRY.fullmatch(host) or ".." in host:
-            raise ValueError(f"not a host name: {host!r}")
-    return hosts
 
 
 def check_url(url: str, *, allowed_hosts: frozenset[str]) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hitl.notify.http import NotifyError, check_url, parse_allowed_hosts, post_json
+from hitl.hosts import parse_allowed_hosts
+from hitl.notify.http import NotifyError, check_url, post_json
 from hitl.notify.slack import DEFAULT_ALLOWED_HOSTS, escape, post_slack, slack_message
 
 APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
