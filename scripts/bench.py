@@ -580,6 +580,11 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{'  worker RSS growth, before -> most waiting (KiB) [flat]':<66} {wt['worker_rss_growth_kib']:>10.0f}"
             f"   {wt['worker_kib_per_waiting_after_first_level']:.2f} KiB per request after the first level"
+            + (
+                f", {wt['worker_kib_per_waiting_last_levels']:.2f} between the last two"
+                if wt.get("worker_kib_per_waiting_last_levels") is not None
+                else ""
+            )
         )
     mem = results.get("server_mem")
     if mem:

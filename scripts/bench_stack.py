@@ -480,6 +480,12 @@ async def waiting_levels(d: StackDriver, levels: list[int], cycles: int, concurr
         "worker_rss_growth_kib": rows[-1]["worker_rss_kib"] - base["worker"],
         "worker_kib_per_waiting_after_first_level": (rows[-1]["worker_rss_kib"] - rows[0]["worker_rss_kib"])
         / max(rows[-1]["waiting"] - rows[0]["waiting"], 1),
+        # Between the two largest levels: past the warm-up (arenas, caches, 64 in flight), what a
+        # waiting request itself costs the worker, which is what "flat" is about.
+        "worker_kib_per_waiting_last_levels": (rows[-1]["worker_rss_kib"] - rows[-2]["worker_rss_kib"])
+        / max(rows[-1]["waiting"] - rows[-2]["waiting"], 1)
+        if len(rows) > 1
+        else None,
     }
 
 
