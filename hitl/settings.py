@@ -21,6 +21,8 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
+from hitl.hosts import parse_allowed_hosts
+
 #: The variables each component reads. The loaders below read nothing else.
 ENV_VARS: dict[str, tuple[str, ...]] = {
     "start": (
@@ -303,8 +305,6 @@ def _resonate(r: _Reader) -> ResonateSettings:
 
 
 def _hosts(r: _Reader) -> ChannelHosts:
-    from hitl.hosts import parse_allowed_hosts
-
     default = ChannelHosts()
     try:
         slack = parse_allowed_hosts(r.get("HITL_SLACK_ALLOWED_HOSTS"), default.slack)
