@@ -18,4 +18,4 @@ lock:
 	rm -rf .venv-lock && python3 -m venv .venv-lock
 	.venv-lock/bin/pip install -q '.[dev]'
 	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^hitl' > requirements.lock
-	rm -rf .venv-lock
+	rm -rf .venv-lock build/lib build/bdist.*  # the wheel build's leftovers (stale copies of hitl)
