@@ -101,21 +101,19 @@ class StdlibNetwork:
             try:
                 return self._exchange(conn, body, extra)
             except _STALE:
-                self._discard(conn)  # closed while idle: once more, on a new connection
-            except BaseException:
-                self._discard(conn)  # e.g. timed out mid-answer: never reuse a connection in that state
-                raise
-        conn = self._connect()
+                pass  # closed while idle (and discarded): once more, on a new connection
+        return self._exchange(self._connect(), body, extra)
+
+    def _exchange(self, conn: http.client.HTTPConnection, body: bytes, extra: dict[str, str]) -> str:
+        """One request and its answer on ``conn``; on any failure ``conn`` is discarded, never
+        reused in whatever state it was left (timed out mid-answer, say)."""
         try:
-            return self._exchange(conn, body, extra)
+            conn.request("POST", self._path, body=body, headers={**self._headers, **extra})
+            resp = conn.getresponse()
+            data = resp.read()
         except BaseException:
             self._discard(conn)
             raise
-
-    def _exchange(self, conn: http.client.HTTPConnection, body: bytes, extra: dict[str, str]) -> str:
-        conn.request("POST", self._path, body=body, headers={**self._headers, **extra})
-        resp = conn.getresponse()
-        data = resp.read()
         if resp.will_close:
             self._discard(conn)
         else:
