@@ -7,7 +7,6 @@ terminal summary ("resilience measurements").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import socket
 import threading
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from listener import Listener
 
 from hitl.notify.email import IDEMPOTENCY_HEADER
 from hitl.stack import Stack
@@ -98,40 +99,22 @@ class SinkWatch:
         return dict(out)
 
 
-class FakeRelay:
+class FakeRelay(Listener):
     """An SMTP relay that is down: it accepts each connection, answers ``421`` and hangs up.
 
     ``attempts`` holds the time of each connection (each delivery attempt)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port: int = self.sock.getsockname()[1]
         self.attempts: list[float] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.attempts.append(time.monotonic())
-            try:
-                conn.sendall(b"421 4.3.2 relay down for maintenance\r\n")
-            except OSError:
-                pass
-            conn.close()
-
-    def close(self) -> None:
-        """Stop listening (the port is free again once this returns)."""
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
-        self.sock.close()
-        self._thread.join(5)
+    def on_accept(self, conn: socket.socket) -> None:
+        self.attempts.append(time.monotonic())
+        try:
+            conn.sendall(b"421 4.3.2 relay down for maintenance\r\n")
+        except OSError:
+            pass
+        conn.close()
 
 
 class SlowRelay:
