@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from hitl import webhook
+from hitl.localserver.engine import PROTOCOL_VERSION
 from hitl.smtpsink import links_in
 from hitl.stack import wait_until
 
@@ -246,7 +247,7 @@ def test_the_deadline_run_holds_the_vote_ids_not_the_request(api: Api) -> None:
     wid = unique()
     assert api.start(api.request_body(wid, approvers=["alice@example.com", "bob@example.com"])).status_code == 202
     api.wait_email(wid)
-    envelope = {"kind": "promise.get", "head": {"corrId": "t", "version": "2026-04-01"}, "data": {"id": f"{wid}:r0.expiry"}}
+    envelope = {"kind": "promise.get", "head": {"corrId": "t", "version": PROTOCOL_VERSION}, "data": {"id": f"{wid}:r0.expiry"}}
     record = requests.post(api.target.server_url + "/", json=envelope, timeout=5).json()["data"]["promise"]
     call = json.loads(base64.b64decode(record["param"]["data"]))
     assert call["args"] == [[api.vote_id(wid, "alice@example.com"), api.vote_id(wid, "bob@example.com")]]

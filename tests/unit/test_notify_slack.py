@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hitl.hosts import parse_allowed_hosts
 from hitl.notify.http import NotifyError, check_url, post_json
 from hitl.notify.slack import DEFAULT_ALLOWED_HOSTS, escape, post_slack, slack_message
+from hitl.stack import free_port
 
 APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
 REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"
@@ -61,12 +60,6 @@ async def _server(handler: Handler) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- slack_message ------------------------------------------------------------
@@ -239,20 +232,6 @@ def test_check_url_http_only_to_listed_loopback() -> None:
         check_url("http://a.localhost/h", allowed_hosts=frozenset({".localhost"}))
 
 
-def test_parse_allowed_hosts() -> None:
-    assert parse_allowed_hosts(None, DEFAULT_ALLOWED_HOSTS) == {"hooks.slack.com"}
-    assert parse_allowed_hosts("  ", ()) == frozenset()
-    assert parse_allowed_hosts("Hooks.Slack.com, .example.com 127.0.0.1 [::1]") == {
-        "hooks.slack.com",
-        ".example.com",
-        "127.0.0.1",
-        "[::1]",
-    }
-    for bad in ("https://x.example", "a/b", "x..y", "user@host"):
-        with pytest.raises(ValueError):
-            parse_allowed_hosts(bad)
-
-
 # --- post_slack ---------------------------------------------------------------
 
 
@@ -323,7 +302,7 @@ def test_post_error_body_is_shown_only_when_it_looks_like_an_error_code() -> Non
 
 
 def test_post_connection_refused_is_retryable() -> None:
-    url = f"http://127.0.0.1:{_free_port()}{SECRET_PATH}"
+    url = f"http://127.0.0.1:{free_port()}{SECRET_PATH}"
     with pytest.raises(NotifyError) as caught:
         asyncio.run(post_slack(url, _message(), timeout=5))
     assert not caught.value.permanent and caught.value.status is None
