@@ -58,13 +58,11 @@ from resonate.connections.sse import resolve_target  # noqa: E402
 from resonate.resonate import Resonate  # noqa: E402
 from resonate.types import TaskData, Value  # noqa: E402
 
-from bench_common import bounded, pct, summary  # noqa: E402
+from bench_common import CLK_TCK, bounded, cpu_s, cpu_times, rss_kib, summary  # noqa: E402
 from hitl.stack import PYTHON, LocalServerProc, Proc  # noqa: E402
 
 PROTOCOL_VERSION = "2026-04-01"
 GROUP = "bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @dataclass(frozen=True)
@@ -110,22 +108,13 @@ QUICK = Config(
 # -- statistics and /proc ---------------------------------------------------------------
 
 
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(utime, stime) of ``pid`` in seconds (/proc/<pid>/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` in seconds."""
-    return sum(cpu_times(pid))
+    return cpu_s([pid])
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    return rss_kib([pid])
 
 
 def machine() -> dict[str, Any]:

@@ -1,12 +1,16 @@
-"""Statistics and concurrency helpers shared by the benchmark scripts."""
+"""Statistics, /proc readers and concurrency helpers shared by the benchmark scripts."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import statistics
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -28,3 +32,38 @@ async def bounded(n: int, concurrency: int, make: Callable[[int], Awaitable[None
             await make(i)
 
     await asyncio.gather(*(one(i) for i in range(n)))
+
+
+# -- /proc ----------------------------------------------------------------------------------------
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    fields = proc_stat(pid)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_s(pids: list[int]) -> float:
+    """utime + stime of ``pids`` together in seconds (a process gone meanwhile counts 0)."""
+    total = 0.0
+    for p in pids:
+        try:
+            total += sum(cpu_times(p))
+        except OSError:
+            continue
+    return total
+
+
+def rss_kib(pids: list[int]) -> int:
+    """Resident memory of ``pids`` together, in KiB."""
+    total = 0
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total

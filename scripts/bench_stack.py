@@ -46,14 +46,13 @@ from typing import Any
 import aiohttp
 from resonate.resonate import Resonate
 
-from bench_common import bounded, pct, summary
+from bench_common import bounded, cpu_s, proc_stat, rss_kib, summary
 from hitl import policy, tokens
 from hitl.notify.email import message_id_for
 from hitl.request import ApprovalRequest
 from hitl.stack import PYTHON, Proc, Stack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 APPROVER = "alice@example.com"
 PROTOCOL_VERSION = "2026-04-01"
 FF = str(Path(PYTHON).parent / "functions-framework")
@@ -64,17 +63,13 @@ Progress = Callable[[str], None]
 # -- /proc ---------------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
 def tree(pid: int) -> list[int]:
     """``pid`` and its descendants (functions-framework forks a gunicorn worker)."""
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                children.setdefault(int(_stat(int(d))[1]), []).append(int(d))
+                children.setdefault(int(proc_stat(int(d))[1]), []).append(int(d))
             except (OSError, IndexError):
                 continue
     out, todo = [], [pid]
@@ -83,26 +78,6 @@ def tree(pid: int) -> list[int]:
         out.append(p)
         todo.extend(children.get(p, []))
     return out
-
-
-def cpu_s(pids: list[int]) -> float:
-    total = 0.0
-    for p in pids:
-        try:
-            f = _stat(p)
-        except OSError:
-            continue
-        total += (int(f[11]) + int(f[12])) / CLK_TCK
-    return total
-
-
-def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for p in pids:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -121,7 +96,6 @@ class InboxWatch:
         self.waiting: dict[str, asyncio.Future[bytes | None]] = {}
         self.read: set[str] = set()
         self.seen: set[str] = set()
-        self.count = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -140,7 +114,6 @@ class InboxWatch:
                 path = self.inbox / name
                 raw = path.read_bytes() if stem in self.read else None
                 os.unlink(path)
-                self.count += 1
                 fut = self.waiting.pop(stem, None)
                 if fut is None:
                     self.seen.add(stem)
@@ -233,8 +206,9 @@ class StackDriver:
                 raise TimeoutError(f"{id} never suspended")
             await asyncio.sleep(0.001)
 
-    def token(self, body: dict[str, Any], decision: str = "approve") -> str:
-        claims = tokens.Claims(vote_id(body), APPROVER, decision, int(time.time()) + 3600)  # type: ignore[arg-type]
+    def token(self, body: dict[str, Any]) -> str:
+        """The approve link's token, as the email carries it."""
+        claims = tokens.Claims(vote_id(body), APPROVER, "approve", int(time.time()) + 3600)
         return tokens.sign(self.key, claims)
 
     async def start(self, body: dict[str, Any]) -> None:
@@ -311,7 +285,7 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
         link = links_in(BytesParser(policy=email_policy.default).parsebytes(raw))["approve"]  # type: ignore[arg-type]
         async with d.http.get(link) as r:  # changes nothing
             page = await r.text()
-        found = {_decision(t): t for t in re.findall(r'name="token"\s+value="([^"]+)"', page)}
+        found = {tokens.verify(d.key, t, now=time.time()).decision: t for t in re.findall(r'name="token"\s+value="([^"]+)"', page)}
         await d.wait_suspended(wid)
         handle = await d.listen.get(wid)  # pushed when the run's root promise settles
         t0 = time.perf_counter()
@@ -340,13 +314,6 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
         "resume_ms": summary(cols[4], "ms"),
         "post_sent_to_result_ms": summary(cols[5], "ms"),
     }
-
-
-def _decision(token: str) -> str:
-    import base64
-
-    payload = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))[2]
 
 
 # -- throughput ------------------------------------------------------------------------------------
