@@ -1,9 +1,8 @@
 """Host allowlists for notification URLs (``HITL_SLACK_ALLOWED_HOSTS``, ``HITL_WEBHOOK_ALLOWED_HOSTS``).
 
-Settings parse them at start, so a malformed list stops a component at once.
-This module imports nothing but ``re``: ``start`` reads these settings on its
-first request, and the worker's HTTP module (:mod:`hitl.notify.http`), which
-held this parser, imports aiohttp, 150-250 ms of a cold start.
+Settings parse them at start, so a malformed list stops a component at once;
+:func:`hitl.notify.urls.check_url` holds URLs to them. This module imports
+nothing but ``re``: ``start`` reads these settings on its first request.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import logging
 from hitl import tokens
 from hitl.clock import iso
 from hitl.notify import email, slack, webhook
-from hitl.notify.http import NotifyError, check_url
+from hitl.notify.urls import NotifyError, check_url
 from hitl.request import ApprovalRequest
 from hitl.settings import ChannelHosts, SmtpSettings
 

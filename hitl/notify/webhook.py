@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from hitl import webhook
-from hitl.notify.http import NotifyError, check_link, check_url, parse_deadline, post_json
+from hitl.notify.http import post_json
+from hitl.notify.urls import NotifyError, check_link, check_url, parse_deadline
 
 __all__ = ["IDEMPOTENCY_HEADER", "KINDS", "SIGNATURE_HEADER", "NotifyError", "check_url", "post_webhook", "webhook_event"]
 

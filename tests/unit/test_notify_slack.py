@@ -1,4 +1,4 @@
-"""hitl.notify.slack and hitl.notify.http: Block Kit payloads, URL checks, posting to a real local server."""
+"""hitl.notify.slack, hitl.notify.urls and hitl.notify.http: Block Kit payloads, URL checks, posting to a real local server."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hitl.notify.http import NotifyError, check_url, post_json
+from hitl.notify.http import post_json
 from hitl.notify.slack import DEFAULT_ALLOWED_HOSTS, escape, post_slack, slack_message
+from hitl.notify.urls import NotifyError, check_url
 from hitl.stack import free_port
 
 APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
