@@ -10,8 +10,9 @@ run: bootstrap
 test: bootstrap
 	.venv/bin/python -m pytest
 
+# ARGS: more options for the script, e.g. make bench ARGS=--quick
 bench: bootstrap
-	.venv/bin/python scripts/bench.py
+	.venv/bin/python scripts/bench.py --out bench-results.json $(ARGS)
 
 # Re-pin every dependency after a change to pyproject.toml.
 lock:
