@@ -138,8 +138,8 @@ def _on_expiry(req: ApprovalRequest, rnd: policy.Round, ends_at: int) -> dict[st
     action = req.on_expiry.action
     if action == "escalate" and rnd.index == 0:
         return None
-    if action in ("approve", "reject"):
-        return decision_value(f"{action}d", "system", "default decision at the deadline", ends_at)
+    if action in policy.DEFAULT_DECISIONS:
+        return decision_value(policy.DEFAULT_DECISIONS[action], "system", "default decision at the deadline", ends_at)
     return decision_value("expired", None, "", ends_at)
 
 

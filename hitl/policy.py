@@ -39,6 +39,12 @@ MAX_COMMENT_CHARS = 2000
 CLOSED = "closed"
 EXPIRED = "expired"
 
+#: Every decision a request can end with (the README documents exactly these).
+DECISIONS = ("approved", "rejected", "expired", "canceled")
+
+#: The decision ``on_expiry`` records for its default actions.
+DEFAULT_DECISIONS = {"approve": "approved", "reject": "rejected"}
+
 #: What :func:`tally` answers when a round's deadline came first.
 Expired = Literal["expired"]
 

@@ -80,3 +80,26 @@ def test_clean_comment() -> None:
     policy.clean_comment("x\r\n" * 1000)  # 2000 characters once the line breaks are counted as typed
     with pytest.raises(ValueError):
         policy.clean_comment("x" * 2001)
+
+
+@pytest.mark.parametrize(
+    ("on_expiry", "decision", "by"),
+    [("expire", "expired", None), ("approve", "approved", "system"), ("reject", "rejected", "system")],
+)
+def test_every_on_expiry_action_ends_in_a_documented_decision(on_expiry: str, decision: str, by: str | None) -> None:
+    from hitl import approval
+
+    req = request(on_expiry=on_expiry)
+    final = approval._on_expiry(req, policy.layout(req).rounds[0], 1_000)
+    assert final is not None
+    assert (final["decision"], final["by"]) == (decision, by)
+    assert final["decision"] in policy.DECISIONS
+
+
+def test_the_documented_decisions_are_the_readme_s() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = '"approved"|"rejected"|"expired"|"canceled"'
+    assert documented in readme
+    assert policy.DECISIONS == ("approved", "rejected", "expired", "canceled")
