@@ -115,7 +115,9 @@ async def start(request: Request) -> Response:
             try:
                 run = await operations.start(client, settings.resonate.group, req, timeout=settings.resonate.timeout)
             except operations.IdConflict:
-                return _json(409, {"error": "this workflow_id is already used by a different request", "field": "workflow_id"})
+                return _json(
+                    409, {"error": "this workflow_id is already used by a different request", "field": "workflow_id"}
+                )
             except operations.ServerUnavailable as exc:
                 return _unavailable_json(exc)
             logger.info("approval started", extra={"fields": {"status": run.status}})
@@ -161,7 +163,9 @@ async def _cancel(request: Request, body: bytes, settings: StartSettings, client
 
 def _caller(request: Request) -> str:
     """Who asked: the authenticated principal Cloud Run forwards, else ``requester``."""
-    return request.headers.get("x-goog-authenticated-user-email", "").removeprefix("accounts.google.com:") or "requester"
+    return (
+        request.headers.get("x-goog-authenticated-user-email", "").removeprefix("accounts.google.com:") or "requester"
+    )
 
 
 async def _status(request: Request, settings: StartSettings, client: SendOnlyClient) -> Response:
@@ -189,7 +193,11 @@ def _error(status: int, title: str, message: str, **headers: str) -> HTMLRespons
     return _page(status, pages.error_page(status, title, message), **headers)
 
 
-_INVALID_LINK = (403, "This link is not valid", "The link is incomplete, altered or has expired. Use the newest message you received.")
+_INVALID_LINK = (
+    403,
+    "This link is not valid",
+    "The link is incomplete, altered or has expired. Use the newest message you received.",
+)
 _UNKNOWN = (404, "Request not found", "There is no approval request for this link.")
 _UNAVAILABLE = (
     503,
@@ -296,7 +304,9 @@ async def _decide(request: Request, settings: UnblockSettings, client: SendOnlyC
     )
     with logs.bind(workflow_id=claims.promise_id.split(":", 1)[0], promise_id=claims.promise_id):
         try:
-            outcome, found = await operations.decide(client, claims.promise_id, value, timeout=settings.resonate.timeout)
+            outcome, found = await operations.decide(
+                client, claims.promise_id, value, timeout=settings.resonate.timeout
+            )
         except operations.ServerUnavailable:
             return _error(*_UNAVAILABLE, **{"Retry-After": RETRY_AFTER})
         if outcome == "unknown" or found is None:

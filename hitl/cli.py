@@ -116,7 +116,10 @@ def render_status(run: dict[str, Any]) -> str:
     if run["status"] == "failed":
         pairs.append(("state", result.get("state")))
     elif result:
-        pairs += [(k, result.get(k) if result.get(k) is not None else "-") for k in ("decision", "by", "comment", "decided_at")]
+        pairs += [
+            (k, result.get(k) if result.get(k) is not None else "-")
+            for k in ("decision", "by", "comment", "decided_at")
+        ]
     text = fields(pairs)
     if decisions:
         rows = [[d.get("decided_at"), d.get("by"), d.get("decision"), d.get("ip"), d.get("comment")] for d in decisions]
@@ -198,7 +201,15 @@ async def cmd_list(ctx: Context, args: argparse.Namespace) -> Output:
     if not doc:
         return Output(doc, "no pending approvals")
     rows = [
-        [d["workflow_id"], d["round"], d["required"], d["approved"], d["rejected"], ", ".join(d["waiting"]) or "-", d["subject"]]
+        [
+            d["workflow_id"],
+            d["round"],
+            d["required"],
+            d["approved"],
+            d["rejected"],
+            ", ".join(d["waiting"]) or "-",
+            d["subject"],
+        ]
         for d in doc
     ]
     text = table(["WORKFLOW_ID", "ROUND", "REQUIRED", "APPROVED", "REJECTED", "WAITING", "SUBJECT"], rows)
@@ -227,7 +238,9 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
     if approver is None:
         asked = {a.casefold() for r in policy.layout(req).rounds for a in r.approvers}
         where = "in the current round" if wanted in asked else "by this request"
-        raise Failure(NOT_FOUND, f"{args.approver} is not asked {where} ({', '.join(rnd.approvers)})", workflow_id=workflow_id)
+        raise Failure(
+            NOT_FOUND, f"{args.approver} is not asked {where} ({', '.join(rnd.approvers)})", workflow_id=workflow_id
+        )
     value = vote_value(
         approve=args.decision == "approve",
         by=approver,
@@ -239,11 +252,18 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
     outcome, state = await operations.decide(ctx.client, rnd.vote_of(approver), value, timeout=ctx.timeout)
     doc: dict[str, Any] = {"workflow_id": workflow_id, "approver": approver, "outcome": outcome}
     if outcome == "unknown" or state is None:
-        raise Failure(NOT_FOUND, f"{workflow_id!r} has no vote for {approver} yet (the run is starting); try again", **doc)
+        raise Failure(
+            NOT_FOUND, f"{workflow_id!r} has no vote for {approver} yet (the run is starting); try again", **doc
+        )
     doc["progress"] = state.progress
     if outcome == "recorded":
         doc["vote"] = policy.result_of(value)
-        pairs = [("workflow_id", workflow_id), ("vote", "recorded"), *doc["vote"].items(), *render_progress(state.progress)]
+        pairs = [
+            ("workflow_id", workflow_id),
+            ("vote", "recorded"),
+            *doc["vote"].items(),
+            *render_progress(state.progress),
+        ]
         return Output(doc, fields(pairs))
     if outcome == "already":
         doc["vote"] = state.voted
@@ -369,7 +389,9 @@ async def execute(run: Command, args: argparse.Namespace) -> Output:
         raise Failure(UNAVAILABLE, f"the Resonate server at {settings.resonate.url} is unavailable: {exc}") from None
     except ServerError as exc:
         if exc.code in (401, 403):
-            raise Failure(USAGE, f"the Resonate server refused the credentials ({exc.code}); check RESONATE_TOKEN") from None
+            raise Failure(
+                USAGE, f"the Resonate server refused the credentials ({exc.code}); check RESONATE_TOKEN"
+            ) from None
         raise Failure(UNAVAILABLE, f"the Resonate server answered {exc.code}: {exc.message}") from None
     finally:
         with contextlib.suppress(Exception):

@@ -65,7 +65,14 @@ class OriginHeartbeat:
     step (an email) run again. Implements :class:`resonate.heartbeat.Heartbeat`.
     """
 
-    def __init__(self, pid: str, *, interval: float, sender: Sender, sleeper: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        pid: str,
+        *,
+        interval: float,
+        sender: Sender,
+        sleeper: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self._pid = pid
         self._interval = interval
         self._sender = sender

@@ -41,7 +41,7 @@ hitl is running (Ctrl-C stops everything; state survives in {stack.state}):
 Try it:
   curl -s -X POST {start}/ -H 'Content-Type: application/json' \\
     -d '{{"workflow_id": "demo-1", "approvers": ["alice@example.com"], "subject": "Deploy v42", "details": {{"service": "api"}}}}'
-  # the approval email's links appear in {stack.logs / 'smtpsink.log'}; open one in a browser
+  # the approval email's links appear in {stack.logs / "smtpsink.log"}; open one in a browser
   curl -s '{start}/?workflow_id=demo-1'
 """
 

@@ -78,17 +78,13 @@ def setup(
 
 
 @contextmanager
-def bind(
-    *, trace: str | None = None, workflow_id: str | None = None, promise_id: str | None = None
-) -> Iterator[None]:
+def bind(*, trace: str | None = None, workflow_id: str | None = None, promise_id: str | None = None) -> Iterator[None]:
     """Attach fields to the records logged in this context (task or thread).
 
     Nests: ``None`` keeps the value bound by an outer :func:`bind`.
     """
     given = {"trace": trace, "workflow_id": workflow_id, "promise_id": promise_id}
-    reset = _bound.set(
-        {**_bound.get(_NOTHING_BOUND), **{k: v for k, v in given.items() if v is not None}}
-    )
+    reset = _bound.set({**_bound.get(_NOTHING_BOUND), **{k: v for k, v in given.items() if v is not None}})
     try:
         yield
     finally:

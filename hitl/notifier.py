@@ -72,14 +72,18 @@ class Notifier:
         deadline = iso(deadline_at_ms)
         try:
             if channel == "email":
-                await self._email(req, approver, links, deadline, email.message_id_for(promise_id, approver, kind), reminder)
+                await self._email(
+                    req, approver, links, deadline, email.message_id_for(promise_id, approver, kind), reminder
+                )
             elif channel == "slack":
                 assert url is not None
                 payload = slack.slack_message(
                     approver=approver, subject=req.subject, details=req.details, approve_url=links["approve"],
                     reject_url=links["reject"], deadline_at_iso=deadline, reminder=reminder is not None,
                 )  # fmt: skip
-                await slack.post_slack(check_url(url, allowed_hosts=self.hosts.slack), payload, timeout=self.notify_timeout)
+                await slack.post_slack(
+                    check_url(url, allowed_hosts=self.hosts.slack), payload, timeout=self.notify_timeout
+                )
             elif channel == "webhook":
                 assert url is not None
                 event = webhook.webhook_event(
@@ -101,7 +105,13 @@ class Notifier:
             logger.error("notification failed for good", extra={"fields": {"channel": channel, "error": str(exc)}})
 
     async def _email(
-        self, req: ApprovalRequest, approver: str, links: dict[str, str], deadline: str, message_id: str, reminder: int | None
+        self,
+        req: ApprovalRequest,
+        approver: str,
+        links: dict[str, str],
+        deadline: str,
+        message_id: str,
+        reminder: int | None,
     ) -> None:
         message = email.compose(
             sender=self.smtp.sender,

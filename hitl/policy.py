@@ -197,7 +197,12 @@ def tally(rnd: Round, values: list[Any]) -> dict[str, Any] | Expired | None:
 
 
 def outcome(decision: str, vote: dict[str, Any]) -> dict[str, Any]:
-    return {"decision": decision, "by": vote.get("by"), "comment": vote.get("comment", ""), "decided_at": vote.get("decided_at")}
+    return {
+        "decision": decision,
+        "by": vote.get("by"),
+        "comment": vote.get("comment", ""),
+        "decided_at": vote.get("decided_at"),
+    }
 
 
 def progress(rnd: Round, values: list[Any]) -> dict[str, Any]:
@@ -214,4 +219,6 @@ def progress(rnd: Round, values: list[Any]) -> dict[str, Any]:
 def audit(values: list[Any]) -> list[dict[str, Any]]:
     """Every decision made, in order: who, what, when, the comment, and where from."""
     keys = ("decision", "by", "comment", "decided_at", "ip", "user_agent")
-    return [{k: v.get(k) for k in keys} for v in sorted((v for v in values if is_vote(v)), key=lambda v: v.get("at", 0))]
+    return [
+        {k: v.get(k) for k in keys} for v in sorted((v for v in values if is_vote(v)), key=lambda v: v.get("at", 0))
+    ]

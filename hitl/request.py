@@ -165,9 +165,7 @@ class ApprovalRequest:
         )
 
 
-def parse_start(
-    body: bytes, content_type: str | None, *, max_bytes: int = MAX_BODY_BYTES
-) -> ApprovalRequest:
+def parse_start(body: bytes, content_type: str | None, *, max_bytes: int = MAX_BODY_BYTES) -> ApprovalRequest:
     """Parse the body of a ``start`` call.
 
     Raises :class:`RequestError` with status 415 (not JSON), 413 (more than
@@ -391,9 +389,7 @@ def _depth(value: object) -> int:
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        )
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
         if children is None:
             continue
         deepest = max(deepest, level)

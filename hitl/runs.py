@@ -57,6 +57,4 @@ async def create(
     }
     if not_before is not None:
         tags["resonate:delay"] = str(not_before)
-    return await promises.create(
-        id, timeout_at, Value(data=TaskData(func=func, args=args, kwargs={}, version=1)), tags
-    )
+    return await promises.create(id, timeout_at, Value(data=TaskData(func=func, args=args, kwargs={}, version=1)), tags)

@@ -143,9 +143,7 @@ class _Reader:
     def signing_key(self, var: str) -> bytes:
         key = self.require(var).encode()
         if len(key) < MIN_SIGNING_KEY_BYTES:
-            raise ConfigError(
-                var, f"must be at least {MIN_SIGNING_KEY_BYTES} bytes long"
-            )
+            raise ConfigError(var, f"must be at least {MIN_SIGNING_KEY_BYTES} bytes long")
         return key
 
     def log_format(self) -> LogFormat:

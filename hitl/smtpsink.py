@@ -239,9 +239,7 @@ async def _serve(host: str, port: int, inbox: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hitl.smtpsink", description="Local development SMTP sink."
-    )
+    parser = argparse.ArgumentParser(prog="python -m hitl.smtpsink", description="Local development SMTP sink.")
     parser.add_argument("--port", type=int, required=True, help="TCP port, 0 for a free one")
     parser.add_argument("--inbox", required=True, help="directory to store .eml files in")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

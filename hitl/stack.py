@@ -26,7 +26,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until[T](check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> T:
+def wait_until[T](
+    check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -39,7 +41,9 @@ def wait_until[T](check: Callable[[], T], *, timeout: float = 10.0, interval: fl
             if value:
                 return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+    )
 
 
 class Proc:
@@ -99,7 +103,15 @@ class Proc:
 class LocalServerProc(Proc):
     """``python -m hitl.localserver`` on a free port."""
 
-    def __init__(self, log_dir: Path, *, db: Path | None = None, port: int = 0, extra: list[str] | None = None, name: str = "localserver") -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        db: Path | None = None,
+        port: int = 0,
+        extra: list[str] | None = None,
+        name: str = "localserver",
+    ) -> None:
         args = [PYTHON, "-m", "hitl.localserver", "--port", str(port)]
         if db is not None:
             args += ["--db", str(db)]
@@ -131,7 +143,9 @@ class SmtpSinkProc(Proc):
     """``python -m hitl.smtpsink`` storing messages in ``inbox``."""
 
     def __init__(self, log_dir: Path, inbox: Path, *, port: int = 0, name: str = "smtpsink") -> None:
-        super().__init__(name, [PYTHON, "-m", "hitl.smtpsink", "--port", str(port), "--inbox", str(inbox)], log_dir=log_dir)
+        super().__init__(
+            name, [PYTHON, "-m", "hitl.smtpsink", "--port", str(port), "--inbox", str(inbox)], log_dir=log_dir
+        )
         line = self.wait_for_line("SMTP sink listening on ")
         self.port = int(line.rsplit(":", 1)[1])
         self.inbox = inbox

@@ -48,9 +48,7 @@ _B64 = re.compile(r"[A-Za-z0-9_-]+")
 
 #: Matches anything shaped like a token inside a longer text (used to keep
 #: tokens out of logs). Deliberately loose about the payload.
-TOKEN_RE = re.compile(
-    rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{16,}}\.[A-Za-z0-9_-]{{{_SIGNATURE_CHARS}}}(?![A-Za-z0-9_-])"
-)
+TOKEN_RE = re.compile(rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{16,}}\.[A-Za-z0-9_-]{{{_SIGNATURE_CHARS}}}(?![A-Za-z0-9_-])")
 
 
 @dataclass(frozen=True, slots=True)

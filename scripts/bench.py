@@ -257,7 +257,11 @@ class ServerRig:
         transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self._transport = transport
         port = transport.get_extra_info("sockname")[1]
-        self.worker = Proc("worker", [PYTHON, str(ROOT / "scripts" / "bench_worker.py"), self.server.url, GROUP, str(port)], log_dir=self.logs)
+        self.worker = Proc(
+            "worker",
+            [PYTHON, str(ROOT / "scripts" / "bench_worker.py"), self.server.url, GROUP, str(port)],
+            log_dir=self.logs,
+        )
         await asyncio.to_thread(self.worker.wait_for_line, "bench worker ready", 30.0)
         self.driver = Driver(self.server.url, ann)
         # Warm up: connections, the listener's stream, the worker's code paths.
@@ -414,7 +418,9 @@ async def bench_scaling(rig: ServerRig, cfg: Config) -> dict[str, Any]:
     # With no requests at all, watch the server for the leases (60 s) and retries (30 s) of the burst to lapse.
     after = [await idle_cpu(rig, 1.0) for _ in range(int(cfg.after_burst_s))]
     if after:
-        progress(f"after the burst, no requests: {sum(after):.0f} ms CPU over {len(after)} s, peak {max(after):.0f} ms/s")
+        progress(
+            f"after the burst, no requests: {sum(after):.0f} ms CPU over {len(after)} s, peak {max(after):.0f} ms/s"
+        )
     settle_many = await settle(rig, cfg.settle_s)
     idle_many = await idle_cpu(rig, 3.0 if cfg.settle_s else 1.0)
     many, sys_many = await cpu_batches(rig, cfg.cpu_batches, cfg.cpu_batch_cycles, cfg.concurrency)
@@ -490,7 +496,9 @@ def table(results: dict[str, Any]) -> str:
 
     def row(label: str, s: dict[str, Any], fmt: str = "{:.2f}") -> None:
         unit = s["unit"]
-        lines.append(f"{label + ' (' + unit + ')':<66} {fmt.format(s['median']):>10} {fmt.format(s['p99']):>10}  {s['n']:>5}")
+        lines.append(
+            f"{label + ' (' + unit + ')':<66} {fmt.format(s['median']):>10} {fmt.format(s['p99']):>10}  {s['n']:>5}"
+        )
 
     srv = results.get("server")
     if srv:
@@ -505,7 +513,9 @@ def table(results: dict[str, Any]) -> str:
         row("  worker CPU per cycle during throughput", tp["worker_cpu_ms_per_cycle"])
         row(f"  server CPU per workflow, {sc['waiting_few']} waiting", sc["cpu_ms_per_wf_few_waiting"])
         row(f"  server CPU per workflow, {sc['waiting_many']} waiting", sc["cpu_ms_per_wf_many_waiting"])
-        lines.append(f"{'  CPU ratio, many / few waiting (median / median)':<66} {sc['cpu_ratio_many_over_few']:>10.2f}")
+        lines.append(
+            f"{'  CPU ratio, many / few waiting (median / median)':<66} {sc['cpu_ratio_many_over_few']:>10.2f}"
+        )
         ks = sc["cpu_kernel_share_few_many"]
         lines.append(f"{'  kernel (stime) share of that CPU, few / many waiting':<66} {ks[0]:>10.0%} {ks[1]:>10.0%}")
         row("  server RSS per waiting workflow, per chunk", sc["rss_kib_per_waiting_wf"])
@@ -540,7 +550,9 @@ def table(results: dict[str, Any]) -> str:
                 row(f"  cycles/s, {label}, {t['concurrency']} in flight [>=150, 1 worker]", t["cycles_per_s"], "{:.0f}")
                 row(f"  cycle duration, {label}", t["cycle_ms"], "{:.0f}")
                 cpu = t["cpu_ms_per_cycle"]
-                lines.append(f"    CPU ms per cycle, {label} (median over runs; total {t['cpu_ms_per_cycle_total']['median']:.1f}):")
+                lines.append(
+                    f"    CPU ms per cycle, {label} (median over runs; total {t['cpu_ms_per_cycle_total']['median']:.1f}):"
+                )
                 lines.append("      " + "  ".join(f"{n} {v['median']:.2f}" for n, v in cpu.items()))
                 product = sum(v["median"] for n, v in cpu.items() if n not in ("sink", "driver"))
                 ncpu = results["machine"]["nproc"]
@@ -553,10 +565,14 @@ def table(results: dict[str, Any]) -> str:
                     lines.append(f"      py-spy {proc} self: {top}")
     wt = results.get("waiting")
     if wt:
-        lines.append("3. cost of waiting (1 worker; created via start POSTs, 64 in flight, until emailed; minimal SMTP sink)")
+        lines.append(
+            "3. cost of waiting (1 worker; created via start POSTs, 64 in flight, until emailed; minimal SMTP sink)"
+        )
         b = wt["base_rss_kib"]
         lines.append(f"  before: server RSS {b['server'] / 1024:.1f} MiB, worker RSS {b['worker'] / 1024:.1f} MiB")
-        lines.append(f"  {'waiting':>8} {'created/s':>9} {'srv MiB':>8} {'KiB/req':>8} {'wrk MiB':>8} {'idle ms/s':>9} {'cycle med':>9} {'p99 ms':>7}")
+        lines.append(
+            f"  {'waiting':>8} {'created/s':>9} {'srv MiB':>8} {'KiB/req':>8} {'wrk MiB':>8} {'idle ms/s':>9} {'cycle med':>9} {'p99 ms':>7}"
+        )
         for lv in wt["levels"]:
             c = lv["cycle_ms"]
             lines.append(
@@ -587,25 +603,35 @@ def table(results: dict[str, Any]) -> str:
             o = at["objects"][kind]
             parts = ", ".join(f"{k} {v:.0f}" for k, v in o["bytes_per_object_by_attr"].items() if v >= 8)
             lines.append(f"  {kind}: {o['count']} objects, {o['bytes_per_object']:.0f} B each ({parts})")
-            lines.append(f"    of which duplicate strings (equal values, separate objects): {o['duplicate_str_bytes_per_object']:.0f} B")
-        eng = ", ".join(f"{k} {v['bytes'] / max(mem['waiting'], 1):.0f}" for k, v in at["engine"].items() if v["bytes"] > 1024)
+            lines.append(
+                f"    of which duplicate strings (equal values, separate objects): {o['duplicate_str_bytes_per_object']:.0f} B"
+            )
+        eng = ", ".join(
+            f"{k} {v['bytes'] / max(mem['waiting'], 1):.0f}" for k, v in at["engine"].items() if v["bytes"] > 1024
+        )
         lines.append(f"  engine indexes beyond the objects, B per waiting request: {eng}")
         lines.append(f"  {'top 10 allocation sites by growth per waiting request':<70} {'MiB':>6} {'B/req':>6}")
         for x in at["top_growth"]:
-            lines.append(f"  {x['site'][-34:]:<34} {x['code'][:35]:<35} {x['bytes'] / 2**20:>6.2f} {x['bytes_per_waiting']:>6.0f}")
+            lines.append(
+                f"  {x['site'][-34:]:<34} {x['code'][:35]:<35} {x['bytes'] / 2**20:>6.2f} {x['bytes_per_waiting']:>6.0f}"
+            )
     cold = results.get("cold")
     if cold:
         lines.append("5. cold start: process start -> first request answered (functions-framework --asgi)")
         for n in ("hello", "start", "unblock"):
             row(f"  {n} (HTTP {','.join(map(str, cold[n]['statuses']))})", cold[n], "{:.0f}")
-        lines.append(f"{'  ratio to hello, start / unblock (median) [<1.5]':<66} {cold['ratio_start']:>10.2f} {cold['ratio_unblock']:>10.2f}")
+        lines.append(
+            f"{'  ratio to hello, start / unblock (median) [<1.5]':<66} {cold['ratio_start']:>10.2f} {cold['ratio_unblock']:>10.2f}"
+        )
         it = cold["importtime_main"]
         lines.append(
             f"  python -X importtime functions/main.py (median of runs): {it['total_ms']:.0f} ms, {it['modules']} modules"
             f" (bench_hello.py: {cold['importtime_hello']['total_ms']:.0f} ms); top 10 cumulative:"
         )
         for r in it["top_cumulative"]:
-            lines.append(f"    {'  ' * r['depth']}{r['module']:<{46 - 2 * r['depth']}} {r['cumulative_us'] / 1000:>7.1f} ms  (self {r['self_us'] / 1000:.1f})")
+            lines.append(
+                f"    {'  ' * r['depth']}{r['module']:<{46 - 2 * r['depth']}} {r['cumulative_us'] / 1000:>7.1f} ms  (self {r['self_us'] / 1000:.1f})"
+            )
     lines.append(f"total wall time {results['wall_s']:.0f} s")
     return "\n".join(lines)
 
@@ -616,12 +642,26 @@ SECTIONS = ("server", "latency", "throughput", "waiting", "mem", "cold")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts, a smoke run (about 90 s)")
-    ap.add_argument("--durable", action="store_true", help="run the local server with --db (SQLite) instead of in memory")
+    ap.add_argument(
+        "--durable", action="store_true", help="run the local server with --db (SQLite) instead of in memory"
+    )
     ap.add_argument("--skip", default="", help=f"comma-separated sections to skip: {','.join(SECTIONS)}")
-    ap.add_argument("--no-stack", action="store_true", help="skip every hitl stack section (latency,throughput,waiting,mem,cold)")
+    ap.add_argument(
+        "--no-stack", action="store_true", help="skip every hitl stack section (latency,throughput,waiting,mem,cold)"
+    )
     ap.add_argument("--no-server", action="store_true", help="skip section 1 (the local server)")
-    ap.add_argument("--profile-server", type=Path, metavar="PROF", help="run section 1's first server under cProfile, write its stats here")
-    ap.add_argument("--py-spy", type=Path, metavar="DIR", help="after each throughput series, one more run under py-spy (pip install py-spy); profiles here, summary in the table")
+    ap.add_argument(
+        "--profile-server",
+        type=Path,
+        metavar="PROF",
+        help="run section 1's first server under cProfile, write its stats here",
+    )
+    ap.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="after each throughput series, one more run under py-spy (pip install py-spy); profiles here, summary in the table",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (process logs) and print its path")
     ap.add_argument("--out", type=Path, help="write the results as JSON here (e.g. bench-results.json)")
     args = ap.parse_args()
@@ -635,7 +675,12 @@ def main() -> None:
     cfg = QUICK if args.quick else FULL
     if args.quick:
         progress("quick: no settling before CPU batches, so the many-waiting CPU figure includes the post-burst work")
-    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "durable": args.durable, "config": cfg.__dict__}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "durable": args.durable,
+        "config": cfg.__dict__,
+    }
     progress(f"load average at start: {' '.join(results['machine']['loadavg_at_start'])}")
     t0 = time.perf_counter()
     import bench_stack
@@ -657,7 +702,9 @@ def main() -> None:
             results["waiting"] = asyncio.run(bench_stack.section_waiting(Path(tmp), cfg, progress, args.durable))
         if "mem" not in skip:
             progress(f"server memory breakdown (tracemalloc) at {cfg.mem_level} waiting")
-            results["server_mem"] = asyncio.run(bench_stack.section_server_mem(Path(tmp), cfg.mem_level, progress, args.durable))
+            results["server_mem"] = asyncio.run(
+                bench_stack.section_server_mem(Path(tmp), cfg.mem_level, progress, args.durable)
+            )
         if "cold" not in skip:
             progress("cold start")
             results["cold"] = bench_stack.section_cold(Path(tmp), cfg.cold_runs, progress)

@@ -20,7 +20,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float], unit: str) -> dict[str, Any]:
-    return {"median": statistics.median(values), "p99": pct(values, 99), "min": min(values), "n": len(values), "unit": unit}
+    return {
+        "median": statistics.median(values),
+        "p99": pct(values, 99),
+        "min": min(values),
+        "n": len(values),
+        "unit": unit,
+    }
 
 
 async def bounded(n: int, concurrency: int, make: Callable[[int], Awaitable[None]]) -> None:

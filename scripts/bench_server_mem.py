@@ -46,7 +46,11 @@ _SKIP = (tracemalloc.__file__, linecache.__file__, __file__)
 
 
 def _short(path: str) -> str:
-    for prefix in (str(ROOT) + "/", sys.prefix + "/lib/python3.12/site-packages/", sys.base_prefix + "/lib/python3.12/"):
+    for prefix in (
+        str(ROOT) + "/",
+        sys.prefix + "/lib/python3.12/site-packages/",
+        sys.base_prefix + "/lib/python3.12/",
+    ):
         if path.startswith(prefix):
             return path[len(prefix) :]
     return path

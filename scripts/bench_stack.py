@@ -137,7 +137,12 @@ class InboxWatch:
 
 
 def request_body(wid: str) -> dict[str, Any]:
-    return {"workflow_id": wid, "approvers": [APPROVER], "subject": f"Approve {wid}", "details": {"service": "api", "version": "v42"}}
+    return {
+        "workflow_id": wid,
+        "approvers": [APPROVER],
+        "subject": f"Approve {wid}",
+        "details": {"service": "api", "version": "v42"},
+    }
 
 
 #: :func:`request_body` validated once: bodies differ only in the workflow id (and the subject,
@@ -285,7 +290,10 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
         link = links_in(BytesParser(policy=email_policy.default).parsebytes(raw))["approve"]  # type: ignore[arg-type]
         async with d.http.get(link) as r:  # changes nothing
             page = await r.text()
-        found = {tokens.verify(d.key, t, now=time.time()).decision: t for t in re.findall(r'name="token"\s+value="([^"]+)"', page)}
+        found = {
+            tokens.verify(d.key, t, now=time.time()).decision: t
+            for t in re.findall(r'name="token"\s+value="([^"]+)"', page)
+        }
         await d.wait_suspended(wid)
         handle = await d.listen.get(wid)  # pushed when the run's root promise settles
         t0 = time.perf_counter()
@@ -320,7 +328,13 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
 
 
 async def throughput(
-    d: StackDriver, runs: int, cycles: int, concurrency: int, label: str, progress: Progress, spy_dir: Path | None = None
+    d: StackDriver,
+    runs: int,
+    cycles: int,
+    concurrency: int,
+    label: str,
+    progress: Progress,
+    spy_dir: Path | None = None,
 ) -> dict[str, Any]:
     warm = uuid.uuid4().hex[:6]
 
@@ -381,7 +395,9 @@ class LightSinkProc(Proc):
     """``scripts/bench_sink.py``: stores messages under the dev sink's names, without parsing them."""
 
     def __init__(self, log_dir: Path, inbox: Path) -> None:
-        super().__init__("smtpsink", [PYTHON, str(ROOT / "scripts" / "bench_sink.py"), "0", str(inbox)], log_dir=log_dir)
+        super().__init__(
+            "smtpsink", [PYTHON, str(ROOT / "scripts" / "bench_sink.py"), "0", str(inbox)], log_dir=log_dir
+        )
         self.port = int(self.wait_for_line("SMTP sink listening on ").rsplit(":", 1)[1])
         self.inbox = inbox
 
@@ -396,7 +412,9 @@ class LightStack(Stack):
 # -- cost of waiting -------------------------------------------------------------------------------
 
 
-async def waiting_levels(d: StackDriver, levels: list[int], cycles: int, concurrency: int, settle_s: float, progress: Progress) -> dict[str, Any]:
+async def waiting_levels(
+    d: StackDriver, levels: list[int], cycles: int, concurrency: int, settle_s: float, progress: Progress
+) -> dict[str, Any]:
     """Raise the number of waiting requests level by level; at each: RSS, idle CPU, one more cycle."""
     pids = d.pids()
     watched = pids["server"] + pids["worker1"]
@@ -573,7 +591,9 @@ def importtime(script: Path, runs: int = 3) -> dict[str, Any]:
     per: dict[tuple[int, str], list[tuple[int, int]]] = {}
     totals = []
     for _ in range(runs):
-        res = subprocess.run([PYTHON, "-X", "importtime", str(script)], cwd=ROOT, capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [PYTHON, "-X", "importtime", str(script)], cwd=ROOT, capture_output=True, text=True, check=True
+        )
         total = 0
         for line in res.stderr.splitlines():
             m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
@@ -654,7 +674,20 @@ class Spy:
                 continue
             pid = ps[-1]  # the gunicorn worker for a function, else the process itself
             path = out_dir / f"{name}.txt"
-            cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate), "--nonblocking", "--gil", "--output", str(path)]
+            cmd = [
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--rate",
+                str(rate),
+                "--nonblocking",
+                "--gil",
+                "--output",
+                str(path),
+            ]
             self.procs.append((name, path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         time.sleep(0.5)
 

@@ -89,7 +89,9 @@ async def serve(settings: WorkerSettings) -> None:
         return web.json_response({"status": "ok", "connected": source.connected.is_set()})
 
     async def ready(request: web.Request) -> web.Response:
-        return web.json_response({"connected": source.connected.is_set()}, status=200 if source.connected.is_set() else 503)
+        return web.json_response(
+            {"connected": source.connected.is_set()}, status=200 if source.connected.is_set() else 503
+        )
 
     app = web.Application()
     app.router.add_get("/health", health)
@@ -109,7 +111,9 @@ async def serve(settings: WorkerSettings) -> None:
     await source.stop()
     left = await _drain(resonate, DRAIN_SECONDS)
     if left:
-        logger.warning("executions still running at shutdown; their leases will lapse", extra={"fields": {"count": left}})
+        logger.warning(
+            "executions still running at shutdown; their leases will lapse", extra={"fields": {"count": left}}
+        )
     await resonate.stop()
     await runner.cleanup()
     logger.info("worker stopped")

@@ -29,11 +29,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8001, help="port to bind; 0 picks a free one (default 8001)")
     p.add_argument("--db", type=Path, help="SQLite file for durable state; in memory when omitted")
-    p.add_argument("--auth-publickey", help="PEM public key file (or 'none' for unsigned tokens): require a JWT in head.auth (off when omitted)")
+    p.add_argument(
+        "--auth-publickey",
+        help="PEM public key file (or 'none' for unsigned tokens): require a JWT in head.auth (off when omitted)",
+    )
     p.add_argument("--url", default="", help="this server's public URL, sent as head.serverUrl in execute messages")
     p.add_argument("--retry-ms", type=int, default=30_000, help="pending-task retry interval (default 30000)")
-    p.add_argument("--stream-max-age", type=float, default=240.0, help="seconds before a poll stream is ended cleanly (default 240)")
-    p.add_argument("--keepalive", type=float, default=15.0, help="seconds between keep-alive comments on idle streams (default 15)")
+    p.add_argument(
+        "--stream-max-age",
+        type=float,
+        default=240.0,
+        help="seconds before a poll stream is ended cleanly (default 240)",
+    )
+    p.add_argument(
+        "--keepalive", type=float, default=15.0, help="seconds between keep-alive comments on idle streams (default 15)"
+    )
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     return p.parse_args(argv)

@@ -145,7 +145,11 @@ class LocalServer:
             status, out = 400, f"Invalid request envelope: {exc}"
         if status >= 500:
             logger.error("request failed", extra={"fields": {"kind": kind, "status": status}})
-        response = {"kind": kind, "head": {"corrId": corr_id, "status": status, "version": PROTOCOL_VERSION}, "data": out}
+        response = {
+            "kind": kind,
+            "head": {"corrId": corr_id, "status": status, "version": PROTOCOL_VERSION},
+            "data": out,
+        }
         return web.json_response(response, status=status)
 
     @staticmethod

@@ -55,7 +55,9 @@ class Auth:
             if self._key is None:
                 claims = jwt.decode(token, options={"verify_signature": False, "require": ["exp"], "verify_exp": True})
                 return claims
-            return jwt.decode(token, self._key, algorithms=self._algorithms, options={"require": ["exp"], "verify_aud": False})
+            return jwt.decode(
+                token, self._key, algorithms=self._algorithms, options={"require": ["exp"], "verify_aud": False}
+            )
         except jwt.PyJWTError:
             raise ProtocolError(401, "Unauthorized") from None
 

@@ -460,7 +460,9 @@ class Engine:
         except ProtocolError as exc:
             return exc.status, exc.message
 
-    def _create_promise(self, id: str, timeout_at: int, param: dict[str, Any], tags: dict[str, str], now: int) -> Promise:
+    def _create_promise(
+        self, id: str, timeout_at: int, param: dict[str, Any], tags: dict[str, str], now: int
+    ) -> Promise:
         """Store a new promise (and its task when targeted), as ``promise.create`` does."""
         target = tags.get("resonate:target")
         tags = self._share_ids(id, tags)
@@ -716,7 +718,11 @@ class Engine:
             return 409, "Version mismatch"
         handler = self.promise_create if kind == "promise.create" else self.promise_settle
         status, inner = handler(action, now, corr_id)
-        envelope = {"kind": kind, "head": {"corrId": corr_id, "status": status, "version": PROTOCOL_VERSION}, "data": inner}
+        envelope = {
+            "kind": kind,
+            "head": {"corrId": corr_id, "status": status, "version": PROTOCOL_VERSION},
+            "data": inner,
+        }
         return 200, {"action": envelope, "preload": self._preload(t.id)}
 
     def task_heartbeat(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:

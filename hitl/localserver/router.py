@@ -41,7 +41,9 @@ class Stream:
         try:
             self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
-            logger.warning("stream queue full, message dropped", extra={"fields": {"group": self.group, "pid": self.pid}})
+            logger.warning(
+                "stream queue full, message dropped", extra={"fields": {"group": self.group, "pid": self.pid}}
+            )
             return False
         return True
 

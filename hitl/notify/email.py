@@ -285,9 +285,7 @@ def _deliver(
         raise
     except (smtplib.SMTPException, OSError) as exc:
         smtp_sessions.close(client)
-        raise EmailError(
-            f"sending via {relay} failed: {_describe(exc)}", permanent=_is_permanent(exc)
-        ) from exc
+        raise EmailError(f"sending via {relay} failed: {_describe(exc)}", permanent=_is_permanent(exc)) from exc
     except BaseException:
         smtp_sessions.close(client)
         raise

@@ -58,7 +58,9 @@ async def post_json(
             f"sending the {what} to {host} failed: its TLS certificate does not verify", permanent=True
         ) from None
     except TimeoutError:
-        raise NotifyError(f"sending the {what} to {host} failed: timed out after {timeout:g}s", permanent=False) from None
+        raise NotifyError(
+            f"sending the {what} to {host} failed: timed out after {timeout:g}s", permanent=False
+        ) from None
     except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
         # No chaining, no str(exc): aiohttp puts the full URL into some of its messages.
         raise NotifyError(f"sending the {what} to {host} failed: {type(exc).__name__}", permanent=False) from None
@@ -78,5 +80,3 @@ def _is_permanent(status: int) -> bool:
     if status in (408, 429) or status >= 500:
         return False
     return True  # 3xx (not followed) and the other 4xx
-
-

@@ -83,9 +83,7 @@ def slack_message(
             "text": {"type": "mrkdwn", "text": _clip(f"*{escape(title)}*", _SECTION_CHARS)},
         },
     ]
-    blocks.extend(
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in _detail_sections(details)
-    )
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in _detail_sections(details))
     context = [
         # Slack renders <!date^...> in each reader's time zone; the text after | is the fallback.
         f"Respond by <!date^{unix}^{{date_short_pretty}} at {{time}}|{escape(deadline_text)}>",

@@ -25,6 +25,7 @@ MAX_LINK_CHARS = 3000
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f\\]")
 
+
 class NotifyError(Exception):
     """A notification could not be sent, or its URL is not acceptable.
 

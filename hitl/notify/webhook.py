@@ -22,7 +22,15 @@ from hitl import webhook
 from hitl.notify.http import post_json
 from hitl.notify.urls import NotifyError, check_link, check_url, parse_deadline
 
-__all__ = ["IDEMPOTENCY_HEADER", "KINDS", "SIGNATURE_HEADER", "NotifyError", "check_url", "post_webhook", "webhook_event"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "KINDS",
+    "SIGNATURE_HEADER",
+    "NotifyError",
+    "check_url",
+    "post_webhook",
+    "webhook_event",
+]
 
 IDEMPOTENCY_HEADER = "X-Hitl-Idempotency-Key"
 SIGNATURE_HEADER = webhook.HEADER

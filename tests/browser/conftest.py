@@ -62,9 +62,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 def new_context(browser: Browser, **options) -> BrowserContext:
-    context = browser.new_context(
-        viewport={"width": 1024, "height": 768}, locale="en-US", timezone_id="UTC", **options
-    )
+    context = browser.new_context(viewport={"width": 1024, "height": 768}, locale="en-US", timezone_id="UTC", **options)
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     return context
 

@@ -147,7 +147,18 @@ def assert_contrast(page: sync_api.Page, state: str) -> list[tuple[str, float]]:
 
 # -- accessibility helpers ----------------------------------------------------------------
 
-_CONTROL_ROLES = {"textbox", "button", "checkbox", "radio", "combobox", "listbox", "spinbutton", "slider", "switch", "searchbox"}
+_CONTROL_ROLES = {
+    "textbox",
+    "button",
+    "checkbox",
+    "radio",
+    "combobox",
+    "listbox",
+    "spinbutton",
+    "slider",
+    "switch",
+    "searchbox",
+}
 
 
 def accessibility_tree(page: sync_api.Page) -> list[dict[str, Any]]:
@@ -304,9 +315,12 @@ def test_accessibility(api: Api, page: sync_api.Page, shots: Path) -> None:
 
     assert_page_structure(page)
     assert named_controls(page) == {"textbox": ["Comment (optional)"], "button": ["Approve", "Reject"]}
-    assert page.locator("textarea, input:not([type=hidden]), select").evaluate_all(
-        "els => els.filter(e => !e.labels || !e.labels.length).map(e => e.outerHTML)"
-    ) == [], "a form control without a <label>"
+    assert (
+        page.locator("textarea, input:not([type=hidden]), select").evaluate_all(
+            "els => els.filter(e => !e.labels || !e.labels.length).map(e => e.outerHTML)"
+        )
+        == []
+    ), "a form control without a <label>"
     assert tab_order(page) == ["textarea#comment", 'button "Approve"', 'button "Reject"']
 
     ratios = assert_contrast(page, "at rest")

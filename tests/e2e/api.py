@@ -57,7 +57,9 @@ class Target:
     @classmethod
     def local(cls, stack: Stack) -> Target:
         assert stack.start_fn is not None and stack.server is not None
-        return cls(stack.start_fn.url + "/", stack.unblock_url, stack.signing_key, stack.inbox, server_url=stack.server.url)
+        return cls(
+            stack.start_fn.url + "/", stack.unblock_url, stack.signing_key, stack.inbox, server_url=stack.server.url
+        )
 
     @classmethod
     def deployed(cls, env: dict[str, str]) -> Target:
@@ -132,7 +134,9 @@ class Api:
             if workflow_id in str(m["Subject"]) and (approver is None or approver in str(m["To"]))
         ]
 
-    def wait_email(self, workflow_id: str, approver: str = "alice@example.com", timeout: float = 15.0) -> dict[str, str]:
+    def wait_email(
+        self, workflow_id: str, approver: str = "alice@example.com", timeout: float = 15.0
+    ) -> dict[str, str]:
         """The approve/reject links of the email to ``approver`` about ``workflow_id``.
 
         Against a deployment (no inbox to read) the links are minted with the signing key
@@ -140,9 +144,15 @@ class Api:
         """
         if self.target.inbox is None:
             links = self.mint_links(self.vote_id(workflow_id, approver), approver)
-            wait_until(lambda: self.open(links["approve"]).status_code != 404, timeout=timeout, what="the run's decision promise")
+            wait_until(
+                lambda: self.open(links["approve"]).status_code != 404,
+                timeout=timeout,
+                what="the run's decision promise",
+            )
             return links
-        messages = wait_until(lambda: self.emails(workflow_id, approver), timeout=timeout, what=f"email for {workflow_id}")
+        messages = wait_until(
+            lambda: self.emails(workflow_id, approver), timeout=timeout, what=f"email for {workflow_id}"
+        )
         return links_in(messages[0])
 
     def vote_id(self, workflow_id: str, approver: str, round: int = 0) -> str:

@@ -16,8 +16,12 @@ from .api import Api, Target, deployed
 FAST_WORKER = {"HITL_TASK_TTL": "3"}
 
 
-def make_stack(state: Path, *, durable: bool = False, workers: int = 1, env: dict[str, str] | None = None, **kwargs) -> Stack:
-    stack = Stack(state, signing_key=secrets.token_urlsafe(48), durable=durable, env={**FAST_WORKER, **(env or {})}, **kwargs)
+def make_stack(
+    state: Path, *, durable: bool = False, workers: int = 1, env: dict[str, str] | None = None, **kwargs
+) -> Stack:
+    stack = Stack(
+        state, signing_key=secrets.token_urlsafe(48), durable=durable, env={**FAST_WORKER, **(env or {})}, **kwargs
+    )
     try:
         stack.start(workers=workers)
     except BaseException:

@@ -122,11 +122,21 @@ def test_bad_tokens_are_refused_and_change_nothing(api: Api) -> None:
         "garbage": "%%%not-a-token%%%",
         "expired": tokens.sign(
             api.target.signing_key.encode(),
-            tokens.Claims(api.vote_id(body["workflow_id"], "alice@example.com"), "alice@example.com", "approve", int(time.time()) - 1),
+            tokens.Claims(
+                api.vote_id(body["workflow_id"], "alice@example.com"),
+                "alice@example.com",
+                "approve",
+                int(time.time()) - 1,
+            ),
         ),
         "other key": tokens.sign(
             b"k" * 48,
-            tokens.Claims(api.vote_id(body["workflow_id"], "alice@example.com"), "alice@example.com", "approve", int(time.time()) + 600),
+            tokens.Claims(
+                api.vote_id(body["workflow_id"], "alice@example.com"),
+                "alice@example.com",
+                "approve",
+                int(time.time()) + 600,
+            ),
         ),
     }
     for name, value in bad.items():

@@ -128,7 +128,12 @@ def test_start_status_list_decide(stack: Stack, env: dict[str, str], tmp_path: P
 
     done = wait_done(env, wf)
     result = done["result"]
-    assert (done["status"], result["decision"], result["by"], result["comment"]) == ("done", "approved", "alice@example.com", "ship it")
+    assert (done["status"], result["decision"], result["by"], result["comment"]) == (
+        "done",
+        "approved",
+        "alice@example.com",
+        "ship it",
+    )
     [audit] = result["decisions"]
     assert audit["ip"] == "cli" and audit["user_agent"].startswith("hitl-cli/")
     text = hitl(env, "status", wf).stdout
@@ -159,11 +164,18 @@ def test_cancel(env: dict[str, str]) -> None:
 
 def test_not_found_and_wrong_approver(env: dict[str, str], tmp_path: Path) -> None:
     missing = unique("nope")
-    for args in (["status", missing], ["cancel", missing], ["decide", missing, "--approver", "a@example.com", "--approve"]):
+    for args in (
+        ["status", missing],
+        ["cancel", missing],
+        ["decide", missing, "--approver", "a@example.com", "--approve"],
+    ):
         r = hitl(env, *args)
         assert r.returncode == 1, (args, r.stderr)
         assert r.stdout == "" and r.stderr.count("\n") == 1 and "no approval" in r.stderr
-    assert hitl_json(env, "status", missing, code=1) == {"error": f"no approval with workflow_id {missing!r}", "workflow_id": missing}
+    assert hitl_json(env, "status", missing, code=1) == {
+        "error": f"no approval with workflow_id {missing!r}",
+        "workflow_id": missing,
+    }
 
     wf = unique("cli")
     assert start_file(tmp_path, env, body(wf)).returncode == 0
@@ -184,7 +196,9 @@ def test_usage_configuration_and_server_errors(env: dict[str, str], tmp_path: Pa
     r = hitl(env, "decide", "wf", "--approver", "alice@example.com")  # neither --approve nor --reject
     assert r.returncode == 2 and r.stderr.count("\n") == 1
 
-    invalid = hitl_json(env, "start", "-", code=2, stdin=json.dumps({**body("x"), "approvers": ["not an email"]}).encode())
+    invalid = hitl_json(
+        env, "start", "-", code=2, stdin=json.dumps({**body("x"), "approvers": ["not an email"]}).encode()
+    )
     assert invalid["field"] == "approvers[0]"
     assert hitl(env, "start", str(tmp_path / "absent.json")).returncode == 2
     assert hitl(env, "status", "a:b").returncode == 2  # not a workflow id

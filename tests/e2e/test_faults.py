@@ -66,7 +66,9 @@ def ready(worker: WorkerProc) -> bool:
 def runner_of(stack: Stack) -> WorkerProc:
     """The one worker that sent an email (for a stack that ran one workflow)."""
     senders = wait_until(
-        lambda: [w for w in stack.workers if EMAIL_SENT in w.output()], timeout=10, what="the worker that sent the email"
+        lambda: [w for w in stack.workers if EMAIL_SENT in w.output()],
+        timeout=10,
+        what="the worker that sent the email",
     )
     assert len(senders) == 1, [w.name for w in senders]
     return senders[0]
@@ -135,7 +137,9 @@ def test_worker_killed_while_waiting_other_worker_finishes_one_email(stacks: lis
     closed = log_of(stack, "localserver").count("stream closed")
     victim.kill()
     # Once the server dropped the dead stream, the resumption can only go to the live worker.
-    wait_until(lambda: log_of(stack, "localserver").count("stream closed") > closed, what="the server to drop the dead stream")
+    wait_until(
+        lambda: log_of(stack, "localserver").count("stream closed") > closed, what="the server to drop the dead stream"
+    )
 
     assert api.decide(links["approve"], comment="after the crash").status_code == 200
     result = api.wait_done(wf)["result"]

@@ -158,9 +158,7 @@ def test_default_decision_at_the_deadline(api: Api) -> None:
 
 
 def test_escalation_asks_others_with_a_new_deadline(api: Api) -> None:
-    body = api.request_body(
-        deadline=2, on_expiry={"action": "escalate", "to": people("boss"), "deadline": "60s"}
-    )
+    body = api.request_body(deadline=2, on_expiry={"action": "escalate", "to": people("boss"), "deadline": "60s"})
     wf = body["workflow_id"]
     api.start(body)
     first = api.wait_email(wf, "alice@example.com")
@@ -247,7 +245,11 @@ def test_the_deadline_run_holds_the_vote_ids_not_the_request(api: Api) -> None:
     wid = unique()
     assert api.start(api.request_body(wid, approvers=["alice@example.com", "bob@example.com"])).status_code == 202
     api.wait_email(wid)
-    envelope = {"kind": "promise.get", "head": {"corrId": "t", "version": PROTOCOL_VERSION}, "data": {"id": f"{wid}:r0.expiry"}}
+    envelope = {
+        "kind": "promise.get",
+        "head": {"corrId": "t", "version": PROTOCOL_VERSION},
+        "data": {"id": f"{wid}:r0.expiry"},
+    }
     record = requests.post(api.target.server_url + "/", json=envelope, timeout=5).json()["data"]["promise"]
     call = json.loads(base64.b64decode(record["param"]["data"]))
     assert call["args"] == [[api.vote_id(wid, "alice@example.com"), api.vote_id(wid, "bob@example.com")]]

@@ -115,7 +115,9 @@ def test_everything_main_imports_from_hitl_is_bundled(bundle: Path) -> None:
                 parent = imported.rsplit(".", 1)[0]
                 assert module_file(parent), f"{module} imports {imported}, which is not in the bundle"
                 continue
-            todo.append((imported if not target.endswith("__init__.py") else imported + ".__init__", files[target].decode()))
+            todo.append(
+                (imported if not target.endswith("__init__.py") else imported + ".__init__", files[target].decode())
+            )
 
 
 def test_entry_points_are_top_level_functions(bundle: Path) -> None:

@@ -92,7 +92,9 @@ def test_runs_the_worker_module_from_a_workdir_with_hitl_and_worker() -> None:
 
 
 def test_build_context_allows_what_is_copied_and_nothing_secret() -> None:
-    lines = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    lines = [
+        l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")
+    ]
     assert lines[0] == "*", "the context is an allow-list"
     allowed = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
     for ins in dockerfile():

@@ -153,7 +153,10 @@ def test_server_public_key_is_a_mounted_file(tf: Terraform) -> None:
     assert address(secret["secret"]) == "google_secret_manager_secret.jwt_public_key"
     assert path == f"{mounts['auth']}/{secret['items'][0]['path']}"
     assert mounts["cloudsql"] == "/cloudsql"
-    assert "google_sql_database_instance.resonate.connection_name" in volumes["cloudsql"]["cloud_sql_instance"][0]["instances"][0]
+    assert (
+        "google_sql_database_instance.resonate.connection_name"
+        in volumes["cloudsql"]["cloud_sql_instance"][0]["instances"][0]
+    )
 
 
 def test_database_url_uses_the_cloudsql_socket(tf: Terraform) -> None:
@@ -307,7 +310,9 @@ def test_moving_image_tags_are_refused(tf: Terraform) -> None:
 def test_versions_and_backend(tf: Terraform) -> None:
     (block,) = tf.terraform
     assert block["required_version"].startswith(">=")
-    providers = block["required_providers"][0] if isinstance(block["required_providers"], list) else block["required_providers"]
+    providers = (
+        block["required_providers"][0] if isinstance(block["required_providers"], list) else block["required_providers"]
+    )
     google = providers["google"]
     assert google["source"] == "hashicorp/google"
     assert re.fullmatch(r"~> \d+\.\d+", google["version"])

@@ -69,6 +69,8 @@ def test_token_tool_mints_tokens_the_public_key_verifies(tmp_path: Path, tf: Ter
 
     # The public key passes the Terraform variable's validation.
     (validation,) = tf.variables["resonate_jwt_public_key"]["validation"]
-    m = re.fullmatch(r'can\(regex\("((?:[^"\\]|\\.)*)", var\.resonate_jwt_public_key\)\)', expr(validation["condition"]))
+    m = re.fullmatch(
+        r'can\(regex\("((?:[^"\\]|\\.)*)", var\.resonate_jwt_public_key\)\)', expr(validation["condition"])
+    )
     assert m
     assert re.search(hcl_string(m.group(1)), public.read_text())

@@ -101,7 +101,10 @@ def burst(stack: Stack, api: Api, measure: Callable[[str], None]) -> Burst:
 
     cpu0, t0 = cpu_seconds(stack), time.monotonic()
     with ThreadPoolExecutor(THREADS) as pool:
-        answers = [(wf, *a) for wf, a in zip(plan, pool.map(lambda wf: post_json(api.start_url, bodies[wf]), plan), strict=True)]
+        answers = [
+            (wf, *a)
+            for wf, a in zip(plan, pool.map(lambda wf: post_json(api.start_url, bodies[wf]), plan), strict=True)
+        ]
     t1 = time.monotonic()
     assert t1 - t0 < STARTS_WITHIN
     measure(f"{STARTS} starts ({DISTINCT} ids, {THREADS} threads): {t1 - t0:.1f} s = {STARTS / (t1 - t0):.0f}/s; "
@@ -109,7 +112,9 @@ def burst(stack: Stack, api: Api, measure: Callable[[str], None]) -> Burst:
 
     assert stack.sink is not None
     cpu1 = cpu_seconds(stack)
-    wait_until(lambda: inbox_count(stack.inbox) >= DISTINCT, timeout=EMAILS_WITHIN, interval=0.5, what=f"{DISTINCT} emails")
+    wait_until(
+        lambda: inbox_count(stack.inbox) >= DISTINCT, timeout=EMAILS_WITHIN, interval=0.5, what=f"{DISTINCT} emails"
+    )
     t2 = time.monotonic()
     measure(f"{DISTINCT} first emails: {t2 - t1:.1f} s after the last start = {DISTINCT / (t2 - t1):.1f}/s; "
             f"{cpu_delta(cpu1, cpu_seconds(stack))}")  # fmt: skip

@@ -63,7 +63,9 @@ class Api:
         self.host, self.port = host, int(port)
         self._corr = itertools.count(1)
 
-    def http(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def http(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -84,7 +86,9 @@ class Api:
             assert isinstance(parsed["data"], dict), reply
         return reply
 
-    def call(self, kind: str, data: Any, *, auth: str | None = None, version: str = VERSION, corr_id: str | None = None) -> Reply:
+    def call(
+        self, kind: str, data: Any, *, auth: str | None = None, version: str = VERSION, corr_id: str | None = None
+    ) -> Reply:
         head: dict[str, Any] = {"corrId": corr_id or f"c{next(self._corr)}", "version": version}
         if auth is not None:
             head["auth"] = auth
@@ -100,8 +104,19 @@ class Api:
 
     # -- shorthands ---------------------------------------------------------------
 
-    def create(self, id: str, *, timeout_at: int | None = None, tags: dict[str, str] | None = None, param: dict[str, Any] | None = None) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": id, "timeoutAt": timeout_at if timeout_at is not None else now_ms() + HOUR_MS, "tags": tags or {}}
+    def create(
+        self,
+        id: str,
+        *,
+        timeout_at: int | None = None,
+        tags: dict[str, str] | None = None,
+        param: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": id,
+            "timeoutAt": timeout_at if timeout_at is not None else now_ms() + HOUR_MS,
+            "tags": tags or {},
+        }
         if param is not None:
             data["param"] = param
         return self.ok("promise.create", data)["promise"]
@@ -138,7 +153,9 @@ def callback(awaited: str, awaiter: str) -> dict[str, Any]:
 class Sse:
     """One ``GET /poll/{group}/{pid}`` stream, read by a background thread."""
 
-    def __init__(self, url: str, group: str, pid: str, *, headers: dict[str, str] | None = None, expect_status: int = 200) -> None:
+    def __init__(
+        self, url: str, group: str, pid: str, *, headers: dict[str, str] | None = None, expect_status: int = 200
+    ) -> None:
         host, port = url.removeprefix("http://").split(":")
         self.group, self.pid = group, pid
         self.raw = bytearray()
@@ -185,11 +202,21 @@ class Sse:
     def comments(self) -> list[bytes]:
         return [f for f in self.frames() if f.startswith(b":")]
 
-    def wait_for(self, pred: Callable[[dict[str, Any]], bool], *, timeout: float = 5.0, what: str = "message") -> dict[str, Any]:
-        return wait_until(lambda: next((m for m in self.messages() if pred(m)), None), timeout=timeout, what=f"{what} on {self.group}/{self.pid}")
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], *, timeout: float = 5.0, what: str = "message"
+    ) -> dict[str, Any]:
+        return wait_until(
+            lambda: next((m for m in self.messages() if pred(m)), None),
+            timeout=timeout,
+            what=f"{what} on {self.group}/{self.pid}",
+        )
 
     def wait_unblock(self, promise_id: str, timeout: float = 5.0) -> dict[str, Any]:
-        return self.wait_for(lambda m: m["kind"] == "unblock" and m["data"]["promise"]["id"] == promise_id, timeout=timeout, what=f"unblock {promise_id}")
+        return self.wait_for(
+            lambda m: m["kind"] == "unblock" and m["data"]["promise"]["id"] == promise_id,
+            timeout=timeout,
+            what=f"unblock {promise_id}",
+        )
 
     def executes(self, task_id: str) -> list[dict[str, Any]]:
         return [m for m in self.messages() if m["kind"] == "execute" and m["data"]["task"]["id"] == task_id]

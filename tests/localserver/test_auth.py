@@ -22,7 +22,9 @@ from .conftest import HOUR_MS, VERSION, Api, ServerFactory, Sse, action, now_ms,
 
 def _pem_pair() -> tuple[bytes, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, public
 
@@ -48,7 +50,9 @@ def aapi(auth_server: LocalServerProc) -> Api:
     return Api(auth_server.url)
 
 
-def token(keys: dict[str, Any], *, key: str = "private", alg: str = "RS256", exp: int | None = 3600, **claims: Any) -> str:
+def token(
+    keys: dict[str, Any], *, key: str = "private", alg: str = "RS256", exp: int | None = 3600, **claims: Any
+) -> str:
     body = dict(claims)
     if exp is not None:
         body["exp"] = int(time.time()) + exp
@@ -56,7 +60,9 @@ def token(keys: dict[str, Any], *, key: str = "private", alg: str = "RS256", exp
 
 
 def create(aapi: Api, id: str, auth: str | None, **kw: Any) -> Any:
-    return aapi.call("promise.create", {"id": id, "timeoutAt": now_ms() + HOUR_MS, "tags": kw.get("tags", {})}, auth=auth)
+    return aapi.call(
+        "promise.create", {"id": id, "timeoutAt": now_ms() + HOUR_MS, "tags": kw.get("tags", {})}, auth=auth
+    )
 
 
 def test_no_auth_is_401(aapi: Api) -> None:
@@ -65,7 +71,9 @@ def test_no_auth_is_401(aapi: Api) -> None:
 
 
 def test_authorization_header_is_ignored_on_post(aapi: Api, keys: dict[str, Any]) -> None:
-    body = json.dumps({"kind": "promise.get", "head": {"corrId": "h", "version": VERSION}, "data": {"id": "x"}}).encode()
+    body = json.dumps(
+        {"kind": "promise.get", "head": {"corrId": "h", "version": VERSION}, "data": {"id": "x"}}
+    ).encode()
     status, _, raw = aapi.http("POST", "/", body, {"Authorization": f"Bearer {token(keys, role='admin')}"})
     reply = json.loads(raw)
     assert status == reply["head"]["status"] == 401 and reply["data"] == "Unauthorized"
@@ -140,17 +148,43 @@ def test_prefix_claim(aapi: Api, keys: dict[str, Any]) -> None:
     assert aapi.call("promise.get", {"id": f"{mine}:404"}, auth=t).status == 404  # allowed, then not found
     assert aapi.call("promise.settle", {"id": outside, "state": "resolved"}, auth=t).status == 403
     # register_listener is judged by the awaited id
-    assert aapi.call("promise.register_listener", {"awaited": inside, "address": "poll://uni@g/a"}, auth=t).status == 200
-    assert aapi.call("promise.register_listener", {"awaited": outside, "address": "poll://uni@g/a"}, auth=t).status == 403
+    assert (
+        aapi.call("promise.register_listener", {"awaited": inside, "address": "poll://uni@g/a"}, auth=t).status == 200
+    )
+    assert (
+        aapi.call("promise.register_listener", {"awaited": outside, "address": "poll://uni@g/a"}, auth=t).status == 403
+    )
     # task.create by action.data.id
     tags = {"resonate:target": "poll://any@nobody"}
-    r = aapi.call("task.create", {"pid": "w", "ttl": 1000, "action": action("promise.create", {"id": f"{mine}:wf", "timeoutAt": now_ms() + HOUR_MS, "tags": tags})}, auth=t)
+    r = aapi.call(
+        "task.create",
+        {
+            "pid": "w",
+            "ttl": 1000,
+            "action": action("promise.create", {"id": f"{mine}:wf", "timeoutAt": now_ms() + HOUR_MS, "tags": tags}),
+        },
+        auth=t,
+    )
     assert r.status == 200
-    r = aapi.call("task.create", {"pid": "w", "ttl": 1000, "action": action("promise.create", {"id": uid("x"), "timeoutAt": now_ms() + HOUR_MS, "tags": tags})}, auth=t)
+    r = aapi.call(
+        "task.create",
+        {
+            "pid": "w",
+            "ttl": 1000,
+            "action": action("promise.create", {"id": uid("x"), "timeoutAt": now_ms() + HOUR_MS, "tags": tags}),
+        },
+        auth=t,
+    )
     assert r.status == 403
     # heartbeat: every task id must match
-    assert aapi.call("task.heartbeat", {"pid": "w", "tasks": [{"id": f"{mine}:wf", "version": 1}]}, auth=t).status == 200
-    r = aapi.call("task.heartbeat", {"pid": "w", "tasks": [{"id": f"{mine}:wf", "version": 1}, {"id": f"x{mine}:wf", "version": 1}]}, auth=t)
+    assert (
+        aapi.call("task.heartbeat", {"pid": "w", "tasks": [{"id": f"{mine}:wf", "version": 1}]}, auth=t).status == 200
+    )
+    r = aapi.call(
+        "task.heartbeat",
+        {"pid": "w", "tasks": [{"id": f"{mine}:wf", "version": 1}, {"id": f"x{mine}:wf", "version": 1}]},
+        auth=t,
+    )
     assert r.status == 403
     # searches and unknown kinds count as the id "": forbidden for a non-empty prefix
     assert aapi.call("promise.search", {}, auth=t).status == 403
@@ -171,21 +205,32 @@ def test_no_usable_claim_is_403(aapi: Api, keys: dict[str, Any], claims: dict[st
     assert (r.status, r.data) == (403, "Forbidden")
 
 
-def test_poll_needs_a_bearer(auth_server: LocalServerProc, aapi: Api, keys: dict[str, Any], streams: ServerFactory) -> None:
+def test_poll_needs_a_bearer(
+    auth_server: LocalServerProc, aapi: Api, keys: dict[str, Any], streams: ServerFactory
+) -> None:
     status, _, body = aapi.http("GET", "/poll/g/a")
     assert (status, body) == (401, b"Unauthorized")
-    status, _, body = aapi.http("GET", "/poll/g/a", headers={"Authorization": f"Bearer {token(keys, key='other', role='admin')}"})
+    status, _, body = aapi.http(
+        "GET", "/poll/g/a", headers={"Authorization": f"Bearer {token(keys, key='other', role='admin')}"}
+    )
     assert (status, body) == (401, b"Unauthorized")
-    status, _, body = aapi.http("GET", "/poll/g/a", headers={"Authorization": f"Bearer {token(keys, exp=None, role='admin')}"})
+    status, _, body = aapi.http(
+        "GET", "/poll/g/a", headers={"Authorization": f"Bearer {token(keys, exp=None, role='admin')}"}
+    )
     assert status == 401
     # authenticated only: a prefix that matches nothing still opens the stream
     group = uid("g")
-    s: Sse = streams.sse(auth_server.url, group, "a", headers={"Authorization": f"Bearer {token(keys, prefix='zzz-nothing')}"})
+    s: Sse = streams.sse(
+        auth_server.url, group, "a", headers={"Authorization": f"Bearer {token(keys, prefix='zzz-nothing')}"}
+    )
     assert s.status == 200
     admin = token(keys, role="admin")
     p = uid()
     assert create(aapi, p, admin).status == 200
-    assert aapi.call("promise.register_listener", {"awaited": p, "address": f"poll://uni@{group}/a"}, auth=admin).status == 200
+    assert (
+        aapi.call("promise.register_listener", {"awaited": p, "address": f"poll://uni@{group}/a"}, auth=admin).status
+        == 200
+    )
     assert aapi.call("promise.settle", {"id": p, "state": "resolved"}, auth=admin).status == 200
     s.wait_unblock(p)
 
@@ -196,9 +241,13 @@ def test_health_needs_no_token(aapi: Api) -> None:
 
 
 def test_publickey_none_accepts_unsigned_tokens(tmp_path: Path) -> None:
-    proc = Proc("nonekey", [PYTHON, "-m", "hitl.localserver", "--port", "0", "--auth-publickey", "none"], log_dir=tmp_path)
+    proc = Proc(
+        "nonekey", [PYTHON, "-m", "hitl.localserver", "--port", "0", "--auth-publickey", "none"], log_dir=tmp_path
+    )
     try:
-        wait_until(lambda: not proc.alive() or "listening on " in proc.output(), timeout=15, what="the server to start or exit")
+        wait_until(
+            lambda: not proc.alive() or "listening on " in proc.output(), timeout=15, what="the server to start or exit"
+        )
         assert proc.alive(), proc.output()[-2000:]
         line = next(x for x in proc.output().splitlines() if x.startswith("listening on "))
         api = Api(line.split()[-1])

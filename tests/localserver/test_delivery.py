@@ -19,7 +19,12 @@ from .conftest import Api, ServerFactory, Sse, uid
 
 
 def wf_tags(id: str, group: str) -> dict[str, str]:
-    return {"resonate:origin": id, "resonate:branch": id, "resonate:parent": id, "resonate:target": f"poll://any@{group}"}
+    return {
+        "resonate:origin": id,
+        "resonate:branch": id,
+        "resonate:parent": id,
+        "resonate:target": f"poll://any@{group}",
+    }
 
 
 def flush(api: Api, *streams: Sse) -> None:
@@ -105,7 +110,9 @@ def test_uni_and_any_routing(api: Api, server: Any, streams: ServerFactory) -> N
     spread = [where(p) for p in anys]
     assert all(w in (["a"], ["b"]) for w in spread)
     assert ["a"] in spread and ["b"] in spread  # random, not sticky (p(fail) = 2^-19)
-    assert all(len(s.messages()) == len({m["data"]["promise"]["id"] for m in s.messages()}) for s in (a, b, c))  # no duplicates
+    assert all(
+        len(s.messages()) == len({m["data"]["promise"]["id"] for m in s.messages()}) for s in (a, b, c)
+    )  # no duplicates
 
 
 def test_no_listener_drops_unblock_and_execute(api: Api, server: Any, streams: ServerFactory) -> None:
@@ -146,7 +153,9 @@ def test_client_disconnect_is_dropped_at_once(api: Api, server: Any, streams: Se
     wait_until(lambda: _closed_count(server) > before, timeout=1.0, what="the server to drop the closed stream")
     assert time.monotonic() - started < 1.0
     sent = [api.probe(f"poll://any@{group}") for _ in range(10)] + [api.probe(f"poll://any@{group}/a")]
-    wait_until(lambda: all(b.has_unblock(p) for p in sent), timeout=1.0, what="every any@group message at the live stream")
+    wait_until(
+        lambda: all(b.has_unblock(p) for p in sent), timeout=1.0, what="every any@group message at the live stream"
+    )
 
 
 def test_killed_client_is_dropped_at_once(api: Api, server: Any, streams: ServerFactory, tmp_path: Any) -> None:
@@ -175,7 +184,9 @@ def test_killed_client_is_dropped_at_once(api: Api, server: Any, streams: Server
         wait_until(lambda: _closed_count(server) > before, timeout=1.0, what="the server to drop the killed stream")
         assert time.monotonic() - started < 1.0
         sent = [api.probe(f"poll://any@{group}") for _ in range(10)]
-        wait_until(lambda: all(b.has_unblock(p) for p in sent), timeout=1.0, what="every any@group message at the live stream")
+        wait_until(
+            lambda: all(b.has_unblock(p) for p in sent), timeout=1.0, what="every any@group message at the live stream"
+        )
     finally:
         holder.stop()
 
@@ -193,7 +204,11 @@ def test_clean_end_and_reconnect_loses_nothing(servers: ServerFactory) -> None:
     uni = api.probe(f"poll://uni@{group}/a")
     any_ = api.probe(f"poll://any@{group}")
     s2 = servers.sse(server.url, group, "a")
-    wait_until(lambda: s2.executes(wf) and s2.has_unblock(uni) and s2.has_unblock(any_), timeout=3, what="the held messages on the new stream")
+    wait_until(
+        lambda: s2.executes(wf) and s2.has_unblock(uni) and s2.has_unblock(any_),
+        timeout=3,
+        what="the held messages on the new stream",
+    )
     assert s2.executes(wf)[0]["data"]["task"]["version"] == 0
     # and it keeps working after the reconnect
     flush(api, s2)
@@ -211,7 +226,9 @@ def test_keepalive_comments(servers: ServerFactory) -> None:
     assert all(f.startswith((b":", b"data:")) for f in s.frames())
 
 
-def test_uni_backlog_of_a_dropped_stream_is_not_given_to_another_pid(api: Api, server: Any, streams: ServerFactory) -> None:
+def test_uni_backlog_of_a_dropped_stream_is_not_given_to_another_pid(
+    api: Api, server: Any, streams: ServerFactory
+) -> None:
     group = uid("g")
     b = streams.sse(server.url, group, "b")
     sock = socket.socket()

@@ -62,21 +62,53 @@ def ok(engine: Engine, kind: str, data: dict[str, Any], now: int = T0, status: i
 
 
 def root(id: str, group: str = "g") -> dict[str, str]:
-    return {"resonate:origin": id, "resonate:branch": id, "resonate:parent": id, "resonate:target": f"poll://any@{group}"}
+    return {
+        "resonate:origin": id,
+        "resonate:branch": id,
+        "resonate:parent": id,
+        "resonate:target": f"poll://any@{group}",
+    }
 
 
 def start_workflow(engine: Engine, id: str, now: int = T0, ttl: int = 60_000) -> None:
-    ok(engine, "task.create", {"pid": "w", "ttl": ttl, "action": act("promise.create", {"id": id, "timeoutAt": now + HOUR, "tags": root(id)})}, now)
+    ok(
+        engine,
+        "task.create",
+        {
+            "pid": "w",
+            "ttl": ttl,
+            "action": act("promise.create", {"id": id, "timeoutAt": now + HOUR, "tags": root(id)}),
+        },
+        now,
+    )
 
 
 def make_child(engine: Engine, parent: str, n: int, now: int = T0, timeout: int = HOUR, **tags: str) -> str:
     id = f"{parent}:{n}"
-    ok(engine, "promise.create", {"id": id, "timeoutAt": now + timeout, "tags": {"resonate:origin": parent, "resonate:branch": parent, "resonate:parent": parent, **tags}}, now)
+    ok(
+        engine,
+        "promise.create",
+        {
+            "id": id,
+            "timeoutAt": now + timeout,
+            "tags": {"resonate:origin": parent, "resonate:branch": parent, "resonate:parent": parent, **tags},
+        },
+        now,
+    )
     return id
 
 
 def suspend(engine: Engine, id: str, version: int, awaited: list[str], now: int = T0) -> None:
-    ok(engine, "task.suspend", {"id": id, "version": version, "actions": [act("promise.register_callback", {"awaited": a, "awaiter": id}) for a in awaited]}, now)
+    ok(
+        engine,
+        "task.suspend",
+        {
+            "id": id,
+            "version": version,
+            "actions": [act("promise.register_callback", {"awaited": a, "awaiter": id}) for a in awaited],
+        },
+        now,
+    )
 
 
 def clear(engine: Engine) -> None:
@@ -109,7 +141,11 @@ def test_settle_removes_callbacks_from_both_ends() -> None:
 
     # the workflow finishes: its remaining callback goes from both ends
     ok(e, "task.acquire", {"id": "wf", "version": 1, "pid": "w", "ttl": 1000})
-    ok(e, "task.fulfill", {"id": "wf", "version": 2, "action": act("promise.settle", {"id": "wf", "state": "resolved"})})
+    ok(
+        e,
+        "task.fulfill",
+        {"id": "wf", "version": 2, "action": act("promise.settle", {"id": "wf", "state": "resolved"})},
+    )
     assert set(e.tasks["wf"].awaiting) == set()
     assert set(e.promises[c2].awaiters) == set()
     clear(e)
@@ -140,7 +176,11 @@ def test_lazy_timeout_of_awaited_promise_resumes_and_unlinks() -> None:
     assert out["promise"]["state"] == "rejected_timedout" and out["promise"]["settledAt"] == T0 + 500
     assert set(e.promises[c1].awaiters) == set() and set(e.tasks["wf"].awaiting) == set()
     assert e.tasks["wf"].state == "pending"
-    assert e.outgoing[0][1] == {"data": {"task": {"id": "wf", "version": 1}}, "head": {"serverUrl": ""}, "kind": "execute"}
+    assert e.outgoing[0][1] == {
+        "data": {"task": {"id": "wf", "version": 1}},
+        "head": {"serverUrl": ""},
+        "kind": "execute",
+    }
 
 
 def test_lease_and_retry_timers() -> None:
@@ -231,11 +271,27 @@ def one_cycle(e: Engine) -> dict[str, int]:
 
     step("promise.create", {"id": "new", "timeoutAt": now + HOUR, "tags": root("new")})
     step("task.acquire", {"id": "new", "version": 0, "pid": "w", "ttl": 1000})
-    step("promise.create", {"id": "new:1", "timeoutAt": now + HOUR, "tags": {"resonate:origin": "new", "resonate:branch": "new", "resonate:parent": "new"}})
-    step("task.suspend", {"id": "new", "version": 1, "actions": [act("promise.register_callback", {"awaited": "new:1", "awaiter": "new"})]})
+    step(
+        "promise.create",
+        {
+            "id": "new:1",
+            "timeoutAt": now + HOUR,
+            "tags": {"resonate:origin": "new", "resonate:branch": "new", "resonate:parent": "new"},
+        },
+    )
+    step(
+        "task.suspend",
+        {
+            "id": "new",
+            "version": 1,
+            "actions": [act("promise.register_callback", {"awaited": "new:1", "awaiter": "new"})],
+        },
+    )
     step("promise.settle", {"id": "new:1", "state": "resolved"})
     step("task.acquire", {"id": "new", "version": 1, "pid": "w", "ttl": 1000})
-    step("task.fulfill", {"id": "new", "version": 2, "action": act("promise.settle", {"id": "new", "state": "resolved"})})
+    step(
+        "task.fulfill", {"id": "new", "version": 2, "action": act("promise.settle", {"id": "new", "state": "resolved"})}
+    )
     step("promise.settle", {"id": "resume:1", "state": "resolved"})
     step("task.heartbeat", {"pid": "w", "tasks": [{"id": "resume", "version": 1}]})
     step("promise.get", {"id": "w0:1"})
@@ -297,7 +353,15 @@ def test_preload_finds_members_of_a_branch_whose_head_is_another_promise() -> No
     start_workflow(e, "wf")
     c1, c2 = make_child(e, "wf", 1), make_child(e, "wf", 2)
     glob = "wf:3"
-    ok(e, "promise.create", {"id": glob, "timeoutAt": T0 + HOUR, "tags": {"resonate:origin": "wf", "resonate:branch": glob, "resonate:parent": "wf"}})
+    ok(
+        e,
+        "promise.create",
+        {
+            "id": glob,
+            "timeoutAt": T0 + HOUR,
+            "tags": {"resonate:origin": "wf", "resonate:branch": glob, "resonate:parent": "wf"},
+        },
+    )
     assert e._branches == {"wf": [c1, c2]}
     ok(e, "task.release", {"id": "wf", "version": 1})
     out = ok(e, "task.acquire", {"id": "wf", "version": 1, "pid": "w", "ttl": 1000})

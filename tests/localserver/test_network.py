@@ -43,7 +43,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
         time.sleep(self.server.delay)
-        self.server.seen.append({"path": self.path, "headers": dict(self.headers), "body": body, "peer": self.client_address})
+        self.server.seen.append(
+            {"path": self.path, "headers": dict(self.headers), "body": body, "peer": self.client_address}
+        )
         raw = self.server.answer.encode()
         self.send_response(self.server.status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")

@@ -27,7 +27,16 @@ def root_tags(id: str, group: str) -> dict[str, str]:
     return {"resonate:origin": id, "resonate:branch": id, "resonate:parent": id, **targeted(group)}
 
 
-def task_create(api: Api, id: str, *, group: str = "nobody", pid: str = "w1", ttl: int = 60_000, tags: dict[str, str] | None = None, timeout_at: int | None = None) -> Any:
+def task_create(
+    api: Api,
+    id: str,
+    *,
+    group: str = "nobody",
+    pid: str = "w1",
+    ttl: int = 60_000,
+    tags: dict[str, str] | None = None,
+    timeout_at: int | None = None,
+) -> Any:
     return api.call(
         "task.create",
         {
@@ -35,14 +44,25 @@ def task_create(api: Api, id: str, *, group: str = "nobody", pid: str = "w1", tt
             "ttl": ttl,
             "action": action(
                 "promise.create",
-                {"id": id, "timeoutAt": timeout_at or now_ms() + HOUR_MS, "tags": tags if tags is not None else root_tags(id, group)},
+                {
+                    "id": id,
+                    "timeoutAt": timeout_at or now_ms() + HOUR_MS,
+                    "tags": tags if tags is not None else root_tags(id, group),
+                },
             ),
         },
     )
 
 
 def fulfill(api: Api, id: str, version: int, state: str = "resolved", value: dict[str, Any] | None = None) -> Any:
-    return api.call("task.fulfill", {"id": id, "version": version, "action": action("promise.settle", {"id": id, "state": state, "value": value or {}})})
+    return api.call(
+        "task.fulfill",
+        {
+            "id": id,
+            "version": version,
+            "action": action("promise.settle", {"id": id, "state": state, "value": value or {}}),
+        },
+    )
 
 
 def suspend(api: Api, id: str, version: int, awaited: list[str]) -> Any:
@@ -52,7 +72,11 @@ def suspend(api: Api, id: str, version: int, awaited: list[str]) -> Any:
 def child(api: Api, parent: str, n: int, *, tags: dict[str, str] | None = None, timeout_at: int | None = None) -> str:
     id = f"{parent}:{n}" if ":" not in parent else f"{parent}.{n}"
     origin = parent.split(":", 1)[0]
-    api.create(id, timeout_at=timeout_at, tags={"resonate:origin": origin, "resonate:branch": parent, "resonate:parent": parent, **(tags or {})})
+    api.create(
+        id,
+        timeout_at=timeout_at,
+        tags={"resonate:origin": origin, "resonate:branch": parent, "resonate:parent": parent, **(tags or {})},
+    )
     return id
 
 
@@ -66,7 +90,14 @@ def test_health_ready_and_legacy(api: Api) -> None:
     assert status == 200
     status, _, _ = api.http("GET", "/ready")
     assert status == 200
-    for method, path in [("GET", "/promises"), ("POST", "/promises"), ("GET", "/promises/x"), ("GET", "/schedules/a/b"), ("PATCH", "/tasks/x"), ("GET", "/tasks")]:
+    for method, path in [
+        ("GET", "/promises"),
+        ("POST", "/promises"),
+        ("GET", "/promises/x"),
+        ("GET", "/schedules/a/b"),
+        ("PATCH", "/tasks/x"),
+        ("GET", "/tasks"),
+    ]:
         status, _, body = api.http(method, path)
         assert status == 410, (method, path)
         assert json.loads(body) == {"error": "This endpoint is no longer supported. Please update to the latest SDK."}
@@ -84,7 +115,12 @@ def test_bad_json(api: Api) -> None:
 
 
 def test_not_an_envelope(api: Api) -> None:
-    for body in [b"[]", b'{"kind":"promise.get","data":{}}', b'{"kind":"promise.get","head":{"corrId":"x"},"data":{}}', b'{"kind":"promise.get","head":{"version":"2026-04-01"},"data":{}}']:
+    for body in [
+        b"[]",
+        b'{"kind":"promise.get","data":{}}',
+        b'{"kind":"promise.get","head":{"corrId":"x"},"data":{}}',
+        b'{"kind":"promise.get","head":{"version":"2026-04-01"},"data":{}}',
+    ]:
         r = api.post_raw(body)
         assert r.status == 400, body
         assert r.data.startswith("Invalid request envelope: "), r
@@ -147,7 +183,15 @@ def test_promise_create_get_shapes(api: Api) -> None:
     id = uid()
     t0 = now_ms()
     timeout_at = t0 + HOUR_MS
-    r = api.call("promise.create", {"id": id, "timeoutAt": timeout_at, "param": {"headers": {"a": "b"}, "data": "eyJ4IjoxfQ=="}, "tags": {"k": "v"}})
+    r = api.call(
+        "promise.create",
+        {
+            "id": id,
+            "timeoutAt": timeout_at,
+            "param": {"headers": {"a": "b"}, "data": "eyJ4IjoxfQ=="},
+            "tags": {"k": "v"},
+        },
+    )
     assert r.status == 200 and r.http_status == 200  # never 201
     p = r.data["promise"]
     assert set(p) == PROMISE_KEYS
@@ -204,7 +248,10 @@ def test_create_existing_is_idempotent_and_sends_nothing(api: Api, server: Any, 
     id = uid("wf")
     first = api.create(id, tags=root_tags(id, group), param={"data": "AAAA"})
     s.wait_for(lambda m: m["kind"] == "execute" and m["data"]["task"]["id"] == id)
-    again = api.ok("promise.create", {"id": id, "timeoutAt": 5, "param": {"data": "BBBB"}, "tags": {**root_tags(id, group), "extra": "x"}})
+    again = api.ok(
+        "promise.create",
+        {"id": id, "timeoutAt": 5, "param": {"data": "BBBB"}, "tags": {**root_tags(id, group), "extra": "x"}},
+    )
     assert again["promise"] == first
     probe = api.probe(f"poll://uni@{group}/a")
     s.wait_unblock(probe)
@@ -311,9 +358,21 @@ CREATE_400 = [
     ("wf:2.1", {"resonate:parent": "wf:1"}, "Promise ID must be prefixed by resonate:parent"),
     ("x:1", {"resonate:parent": "wf"}, "Promise ID must be prefixed by resonate:parent"),
     ("wf", {"resonate:prefix": "a.b"}, None),
-    ("wf", {"resonate:delay": "-1", "resonate:target": "poll://any@g"}, "resonate:delay must be a non-negative integer"),
-    ("wf", {"resonate:delay": "abc", "resonate:target": "poll://any@g"}, "resonate:delay must be a non-negative integer"),
-    ("wf", {"resonate:delay": str(10**15), "resonate:target": "poll://any@g"}, "resonate:delay must be less than timeoutAt"),
+    (
+        "wf",
+        {"resonate:delay": "-1", "resonate:target": "poll://any@g"},
+        "resonate:delay must be a non-negative integer",
+    ),
+    (
+        "wf",
+        {"resonate:delay": "abc", "resonate:target": "poll://any@g"},
+        "resonate:delay must be a non-negative integer",
+    ),
+    (
+        "wf",
+        {"resonate:delay": str(10**15), "resonate:target": "poll://any@g"},
+        "resonate:delay must be less than timeoutAt",
+    ),
     ("wf", {"resonate:delay": "5"}, "resonate:delay requires a resonate:target tag"),
     ("wf", {"resonate:target": ""}, "Invalid resonate:target address"),
     ("wf", {"resonate:target": "not a url"}, "Invalid resonate:target address"),
@@ -334,7 +393,10 @@ def test_create_400(api: Api, id: str, tags: dict[str, str], message: str | None
 
 
 def test_create_400_messages_joined(api: Api) -> None:
-    r = api.call("promise.create", {"id": "a:1", "timeoutAt": now_ms() + HOUR_MS, "tags": {"resonate:origin": "b", "resonate:branch": "c"}})
+    r = api.call(
+        "promise.create",
+        {"id": "a:1", "timeoutAt": now_ms() + HOUR_MS, "tags": {"resonate:origin": "b", "resonate:branch": "c"}},
+    )
     assert r.status == 400
     assert r.data == "Promise ID must be prefixed by resonate:origin; Promise ID must be prefixed by resonate:branch"
 
@@ -382,7 +444,10 @@ def test_register_callback_rules(api: Api) -> None:
 def test_heartbeat(api: Api) -> None:
     r = api.call("task.heartbeat", {"pid": "w1", "tasks": [{"id": "a:1", "version": 1}, {"id": "b:1", "version": 1}]})
     assert (r.status, r.data) == (400, "All tasks must belong to the same origin")
-    assert api.ok("task.heartbeat", {"pid": "w1", "tasks": [{"id": "a:1", "version": 1}, {"id": "a:2", "version": 3}]}) == {}
+    assert (
+        api.ok("task.heartbeat", {"pid": "w1", "tasks": [{"id": "a:1", "version": 1}, {"id": "a:2", "version": 3}]})
+        == {}
+    )
     assert api.call("task.heartbeat", {"pid": "w1", "tasks": []}).status == 400
     assert api.call("task.heartbeat", {"pid": "", "tasks": [{"id": "a", "version": 1}]}).status == 400
     assert api.call("task.heartbeat", {"pid": "w1", "tasks": [{"id": "a"}]}).status == 400
@@ -488,9 +553,14 @@ def test_task_fulfill(api: Api) -> None:
     assert task_create(api, wf).status == 200
     r = fulfill(api, wf, 2)
     assert (r.status, r.data) == (409, "Task version mismatch or invalid state")
-    r = api.call("task.fulfill", {"id": wf, "version": 1, "action": action("promise.settle", {"id": f"{wf}:1", "state": "resolved"})})
+    r = api.call(
+        "task.fulfill",
+        {"id": wf, "version": 1, "action": action("promise.settle", {"id": f"{wf}:1", "state": "resolved"})},
+    )
     assert (r.status, r.data) == (400, "Action ID must match the task ID")
-    r = api.call("task.fulfill", {"id": wf, "version": 1, "action": action("promise.settle", {"id": wf, "state": "pending"})})
+    r = api.call(
+        "task.fulfill", {"id": wf, "version": 1, "action": action("promise.settle", {"id": wf, "state": "pending"})}
+    )
     assert r.status == 400
     r = fulfill(api, wf, 1, "rejected", {"data": "Ym9vbQ=="})
     assert r.status == 200
@@ -570,7 +640,14 @@ def test_task_fence(api: Api, server: Any, streams: ServerFactory) -> None:
     assert task_create(api, wf, group=group).status == 200
     sib = child(api, wf, 1)
     new = f"{wf}:2"
-    create = action("promise.create", {"id": new, "timeoutAt": now_ms() + HOUR_MS, "tags": {"resonate:origin": wf, "resonate:branch": wf, "resonate:parent": wf, **targeted(group)}})
+    create = action(
+        "promise.create",
+        {
+            "id": new,
+            "timeoutAt": now_ms() + HOUR_MS,
+            "tags": {"resonate:origin": wf, "resonate:branch": wf, "resonate:parent": wf, **targeted(group)},
+        },
+    )
     r = api.call("task.fence", {"id": wf, "version": 0, "action": create})
     assert (r.status, r.data) == (409, "Version mismatch")
     r = api.call("task.fence", {"id": wf, "version": 1, "action": create}, corr_id="outer-1")
@@ -583,20 +660,42 @@ def test_task_fence(api: Api, server: Any, streams: ServerFactory) -> None:
     s.wait_for(lambda m: m["kind"] == "execute" and m["data"]["task"]["id"] == new)  # a fenced create starts its task
     # fenced create of an existing promise: the stored record
     again = api.call("task.fence", {"id": wf, "version": 1, "action": create})
-    assert again.data["action"]["head"]["status"] == 200 and again.data["action"]["data"]["promise"] == inner["data"]["promise"]
+    assert (
+        again.data["action"]["head"]["status"] == 200
+        and again.data["action"]["data"]["promise"] == inner["data"]["promise"]
+    )
     # fenced settle
-    r = api.call("task.fence", {"id": wf, "version": 1, "action": action("promise.settle", {"id": sib, "state": "resolved", "value": {"data": "eQ=="}})})
+    r = api.call(
+        "task.fence",
+        {
+            "id": wf,
+            "version": 1,
+            "action": action("promise.settle", {"id": sib, "state": "resolved", "value": {"data": "eQ=="}}),
+        },
+    )
     assert r.status == 200 and r.data["action"]["data"]["promise"]["state"] == "resolved"
     # fenced settle of an unknown promise: inner 404, outer 200
-    r = api.call("task.fence", {"id": wf, "version": 1, "action": action("promise.settle", {"id": f"{wf}:404", "state": "resolved"})})
+    r = api.call(
+        "task.fence",
+        {"id": wf, "version": 1, "action": action("promise.settle", {"id": f"{wf}:404", "state": "resolved"})},
+    )
     assert r.status == 200
     assert r.data["action"]["head"]["status"] == 404 and r.data["action"]["data"] == "Promise not found"
     # 400s and 404
     r = api.call("task.fence", {"id": wf, "version": 1, "action": action("promise.get", {"id": sib})})
     assert (r.status, r.data) == (400, "Invalid fence action kind")
-    r = api.call("task.fence", {"id": wf, "version": 1, "action": action("promise.settle", {"id": wf, "state": "resolved"})})
+    r = api.call(
+        "task.fence", {"id": wf, "version": 1, "action": action("promise.settle", {"id": wf, "state": "resolved"})}
+    )
     assert (r.status, r.data) == (400, "Action ID must not equal the task ID")
-    r = api.call("task.fence", {"id": wf, "version": 1, "action": action("promise.create", {"id": f"{wf}:3", "timeoutAt": 1, "tags": {"resonate:origin": "zz"}})})
+    r = api.call(
+        "task.fence",
+        {
+            "id": wf,
+            "version": 1,
+            "action": action("promise.create", {"id": f"{wf}:3", "timeoutAt": 1, "tags": {"resonate:origin": "zz"}}),
+        },
+    )
     assert r.status == 400
     r = api.call("task.fence", {"id": uid("wf"), "version": 1, "action": create})
     assert (r.status, r.data) == (404, "Task not found")
@@ -801,7 +900,10 @@ def test_missing_timeout_is_a_parse_error(api: Api) -> None:
 
 def test_delay_with_plus_sign(api: Api) -> None:
     wf = uid("wf")
-    r = api.call("promise.create", {"id": wf, "timeoutAt": now_ms() + HOUR_MS, "tags": {**targeted("nobody"), "resonate:delay": "+5"}})
+    r = api.call(
+        "promise.create",
+        {"id": wf, "timeoutAt": now_ms() + HOUR_MS, "tags": {**targeted("nobody"), "resonate:delay": "+5"}},
+    )
     assert r.status == 200
 
 
@@ -813,12 +915,22 @@ def _without_head(act: dict[str, Any]) -> dict[str, Any]:
 def test_action_head_required(api: Api, kind: str) -> None:
     wf = uid("wf")
     if kind == "task.create":
-        data: dict[str, Any] = {"pid": "w1", "ttl": 1000, "action": _without_head(action("promise.create", {"id": wf, "timeoutAt": now_ms() + HOUR_MS, "tags": targeted("nobody")}))}
+        data: dict[str, Any] = {
+            "pid": "w1",
+            "ttl": 1000,
+            "action": _without_head(
+                action("promise.create", {"id": wf, "timeoutAt": now_ms() + HOUR_MS, "tags": targeted("nobody")})
+            ),
+        }
     else:
         assert task_create(api, wf).status == 200
         c = child(api, wf, 1)
         if kind == "task.fulfill":
-            data = {"id": wf, "version": 1, "action": _without_head(action("promise.settle", {"id": wf, "state": "resolved"}))}
+            data = {
+                "id": wf,
+                "version": 1,
+                "action": _without_head(action("promise.settle", {"id": wf, "state": "resolved"})),
+            }
         else:
             data = {"id": wf, "version": 1, "actions": [_without_head(callback(c, wf))]}
     assert api.call(kind, data).status == 400
@@ -828,7 +940,10 @@ def test_fence_action_head_optional(api: Api) -> None:
     wf = uid("wf")
     assert task_create(api, wf).status == 200
     c = child(api, wf, 1)
-    r = api.call("task.fence", {"id": wf, "version": 1, "action": _without_head(action("promise.settle", {"id": c, "state": "resolved"}))})
+    r = api.call(
+        "task.fence",
+        {"id": wf, "version": 1, "action": _without_head(action("promise.settle", {"id": c, "state": "resolved"}))},
+    )
     assert r.status == 200 and r.data["action"]["data"]["promise"]["state"] == "resolved"
 
 

@@ -100,7 +100,10 @@ def all_promises(url: str) -> list[dict[str, Any]]:
 
 def wait_settled(url: str, id: str, timeout: float = 20.0) -> dict[str, Any]:
     return wait_until(
-        lambda: (p := promise(url, id))["state"] != "pending" and p, timeout=timeout, interval=0.1, what=f"{id} to settle"
+        lambda: (p := promise(url, id))["state"] != "pending" and p,
+        timeout=timeout,
+        interval=0.1,
+        what=f"{id} to settle",
     )
 
 
@@ -176,7 +179,11 @@ def test_rpc_twice_resolve_twice_completes_once(procs: Procs) -> None:
     assert client(server.url, "resolve", pid, json.dumps("no")) == {"id": pid, "state": "resolved", "value": "yes"}
 
     assert wait_settled(server.url, root)["state"] == "resolved"
-    assert client(server.url, "get", root) == {"id": root, "state": "resolved", "value": {"arg": {"n": 1}, "value": "yes"}}
+    assert client(server.url, "get", root) == {
+        "id": root,
+        "state": "resolved",
+        "value": {"arg": {"n": 1}, "value": "yes"},
+    }
     assert worker.promise_ids() == [pid]  # the durable step ran exactly once
     assert [p["id"] for p in all_promises(server.url) if ":" not in p["id"]] == [root]
 

@@ -84,7 +84,9 @@ def test_many_requests_in_flight_each_answer_within_the_functions_budget(localse
         async def one(i: int) -> float:
             async with gate:
                 began = time.perf_counter()
-                await asyncio.wait_for(client.promises.create(f"{prefix}-{i}", now_ms() + HOUR_MS, Value(data=i), {}), 5)
+                await asyncio.wait_for(
+                    client.promises.create(f"{prefix}-{i}", now_ms() + HOUR_MS, Value(data=i), {}), 5
+                )
                 return time.perf_counter() - began
 
         try:

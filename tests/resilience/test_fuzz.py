@@ -111,17 +111,31 @@ json_values = st.recursive(
 #: Text that can travel in a URL or JSON (no lone surrogates: a client cannot encode them).
 any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
 #: Header values a client can send (latin-1, no CR/LF, no leading/trailing blanks).
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"), max_size=200).map(
-    str.strip
-)
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"), max_size=200
+).map(str.strip)
 content_types = st.one_of(
     st.none(),
-    st.sampled_from([
-        "application/json", "application/json; charset=utf-8", "application/json; charset=utf-16",
-        "application/json; charset=latin-1", "APPLICATION/JSON", "application/problem+json", "text/json",
-        "text/plain", "text/html", "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz",
-        "application/octet-stream", "", ";", "application/json;;;", "application/json; charset=",
-    ]),  # fmt: skip
+    st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json; charset=utf-16",
+            "application/json; charset=latin-1",
+            "APPLICATION/JSON",
+            "application/problem+json",
+            "text/json",
+            "text/plain",
+            "text/html",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=xyz",
+            "application/octet-stream",
+            "",
+            ";",
+            "application/json;;;",
+            "application/json; charset=",
+        ]
+    ),  # fmt: skip
     header_text,
 )
 huge = st.integers(min_value=65_537, max_value=300_000)  # padding alone is over the 64 KiB limit
@@ -180,8 +194,22 @@ def test_start_huge_bodies(s: Sentinels, size: int, content_type: str, chunked: 
 @FUZZ
 @given(
     which=st.sampled_from(["waiting", "decided"]),
-    key=st.sampled_from(["workflow_id", "approvers", "subject", "details", "deadline", "required", "veto", "remind",
-                         "on_expiry", "notify", "surprise", ""]),  # fmt: skip
+    key=st.sampled_from(
+        [
+            "workflow_id",
+            "approvers",
+            "subject",
+            "details",
+            "deadline",
+            "required",
+            "veto",
+            "remind",
+            "on_expiry",
+            "notify",
+            "surprise",
+            "",
+        ]
+    ),  # fmt: skip
     value=json_values,
     drop=st.booleans(),
     content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", "text/json"]),
@@ -196,11 +224,15 @@ def test_start_a_sentinel_id_with_garbage_fields(
         del body[key]
     elif key != "workflow_id" or isinstance(value, str):
         body[key] = value
-    r = http.post(s.api.start_url, data=json.dumps(body).encode(), headers={"Content-Type": content_type}, timeout=TIMEOUT)
+    r = http.post(
+        s.api.start_url, data=json.dumps(body).encode(), headers={"Content-Type": content_type}, timeout=TIMEOUT
+    )
     if r.status_code < 400:
         # Only the same request again (or one equal to it once defaults are applied, e.g. "remind": []):
         # the sentinel's own status, unchanged.
-        current = s.decided_status if which == "decided" else {"workflow_id": original["workflow_id"], "status": "pending"}
+        current = (
+            s.decided_status if which == "decided" else {"workflow_id": original["workflow_id"], "status": "pending"}
+        )
         assert (r.status_code, r.json()) == (200 if which == "decided" else 202, current), (body, r.text[:300])
         return
     client_error(r)
@@ -218,7 +250,9 @@ ODD_LITERALS = [
 @FEW
 @given(
     which=st.sampled_from(["waiting", "decided"]),
-    key=st.sampled_from(["approvers", "subject", "details", "deadline", "required", "veto", "remind", "on_expiry", "notify"]),
+    key=st.sampled_from(
+        ["approvers", "subject", "details", "deadline", "required", "veto", "remind", "on_expiry", "notify"]
+    ),
     literal=st.sampled_from(ODD_LITERALS),
 )
 def test_start_a_sentinel_id_with_odd_json_literals(s: Sentinels, which: str, key: str, literal: str) -> None:
@@ -227,7 +261,9 @@ def test_start_a_sentinel_id_with_odd_json_literals(s: Sentinels, which: str, ke
     body = json.dumps({**original, key: "@@"}).replace('"@@"', literal)
     r = http.post(s.api.start_url, data=body.encode(), headers={"Content-Type": "application/json"}, timeout=TIMEOUT)
     if r.status_code < 400:
-        current = s.decided_status if which == "decided" else {"workflow_id": original["workflow_id"], "status": "pending"}
+        current = (
+            s.decided_status if which == "decided" else {"workflow_id": original["workflow_id"], "status": "pending"}
+        )
         assert (r.status_code, r.json()) == (200 if which == "decided" else 202, current), (body[:300], r.text[:300])
         return
     client_error(r)
@@ -235,7 +271,12 @@ def test_start_a_sentinel_id_with_odd_json_literals(s: Sentinels, which: str, ke
 
 @pytest.mark.parametrize("field", ["subject", "approvers", "remind", "deadline"])
 def test_start_a_lone_surrogate_in_a_checked_field_is_a_400(s: Sentinels, field: str) -> None:
-    value = {"subject": '"a\\ud800b"', "approvers": '["a\\ud800@example.com"]', "remind": '["\\ud800"]', "deadline": '"\\ud800"'}
+    value = {
+        "subject": '"a\\ud800b"',
+        "approvers": '["a\\ud800@example.com"]',
+        "remind": '["\\ud800"]',
+        "deadline": '"\\ud800"',
+    }
     body = json.dumps({**s.api.request_body(unique("surrogate")), field: "@@"}).replace('"@@"', value[field])
     r = http.post(s.api.start_url, data=body.encode(), headers={"Content-Type": "application/json"}, timeout=TIMEOUT)
     assert (r.status_code, r.json().get("field", "").split("[")[0]) == (400, field), r.text
@@ -245,7 +286,11 @@ def test_start_a_lone_surrogate_in_a_checked_field_is_a_400(s: Sentinels, field:
 def test_start_a_lone_surrogate_in_details_is_a_400(s: Sentinels, details: str) -> None:
     body = json.dumps({**s.api.request_body(unique("surrogate")), "details": "@@"}).replace('"@@"', details)
     r = http.post(s.api.start_url, data=body.encode(), headers={"Content-Type": "application/json"}, timeout=TIMEOUT)
-    assert (r.status_code, r.json().get("field")) == (400, "details"), (r.status_code, r.headers.get("Retry-After"), r.text)
+    assert (r.status_code, r.json().get("field")) == (400, "details"), (
+        r.status_code,
+        r.headers.get("Retry-After"),
+        r.text,
+    )
 
 
 @FUZZ
@@ -258,7 +303,11 @@ def test_start_unicode_ids_with_an_invalid_field(s: Sentinels, workflow_id: str,
 
 
 @FEW
-@given(workflow_id=st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters=":"), min_size=1, max_size=60))
+@given(
+    workflow_id=st.text(
+        st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters=":"), min_size=1, max_size=60
+    )
+)
 def test_start_valid_unicode_ids_round_trip(s: Sentinels, workflow_id: str) -> None:
     """A valid unicode id is a run: started once, read back, started again, same answer."""
     workflow_id = f"fuzz-ü-{time.monotonic_ns()}-{workflow_id}"[:200]
@@ -369,7 +418,11 @@ def test_unblock_post_garbage_broken_and_replayed_tokens(s: Sentinels, data: st.
     comment = data.draw(st.one_of(any_text, st.integers(3000, 20_000).map(lambda n: "c" * n)), label="comment")
     kind = data.draw(st.sampled_from(["form", "raw", "wrong type"]), label="kind")
     if kind == "form":
-        fields = {"token": token, "comment": comment, **data.draw(st.dictionaries(st.text(max_size=8), any_text, max_size=12))}
+        fields = {
+            "token": token,
+            "comment": comment,
+            **data.draw(st.dictionaries(st.text(max_size=8), any_text, max_size=12)),
+        }
         if token in waiting:
             return
         r = http.post(s.api.unblock_url, data=fields, timeout=TIMEOUT)

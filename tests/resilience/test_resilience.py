@@ -44,7 +44,11 @@ def statuses(api: Api, ids: list[str], threads: int = 16) -> dict[str, tuple[int
 def wait_all_done(api: Api, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     def done() -> dict[str, dict[str, Any]] | None:
         found = statuses(api, ids)
-        return {wf: body["result"] for wf, (s, body) in found.items()} if all(s == 200 for s, _ in found.values()) else None
+        return (
+            {wf: body["result"] for wf, (s, body) in found.items()}
+            if all(s == 200 for s, _ in found.values())
+            else None
+        )
 
     try:
         return wait_until(done, timeout=timeout, interval=0.5, what=f"{len(ids)} runs to finish")
@@ -210,7 +214,10 @@ def test_server_killed_and_restarted_while_100_wait_and_decisions_arrive(
         quiet = quiet_sink(sink, for_seconds=2 * TTL + 1, timeout=60)
         measure(f"server restart: 100 runs waiting after {time.monotonic() - t0:.1f} s "
                 f"({quiet.count('duplicate ignored')} email copies resent during the start burst)")  # fmt: skip
-        by_wf = {re.search(r"restart-[0-9a-f]{12}", str(m["Subject"])).group(): m for m in inbox_messages(stack.inbox).values()}  # type: ignore[union-attr]
+        by_wf = {
+            re.search(r"restart-[0-9a-f]{12}", str(m["Subject"])).group(): m
+            for m in inbox_messages(stack.inbox).values()
+        }  # type: ignore[union-attr]
         assert sorted(by_wf) == sorted(ids)
         plan = []
         for wf in rng.sample(ids, len(ids)):
@@ -265,7 +272,9 @@ def test_server_killed_and_restarted_while_100_wait_and_decisions_arrive(
                     if r.status_code != 503:
                         retried[c.workflow_id] = r
             time.sleep(0.2)
-        measure(f"  {len(failed)} clicks got 503 in {down[1] - down[0]:.1f} s of downtime; retried OK after {time.monotonic() - t2:.1f} s")
+        measure(
+            f"  {len(failed)} clicks got 503 in {down[1] - down[0]:.1f} s of downtime; retried OK after {time.monotonic() - t2:.1f} s"
+        )
         for c in failed:
             r = retried[c.workflow_id]
             # 200: applied now; 409: the failed click had reached the server after all. Either way, once.

@@ -110,13 +110,7 @@ def test_compose_renders_nested_details_readably() -> None:
     details = {"change": {"id": 7, "files": ["a.py", "b.py"]}, "note": "line one\nline two"}
     message = _compose(details=details)
     assert (
-        "change:\n"
-        "    id: 7\n"
-        "    files:\n"
-        "        1: a.py\n"
-        "        2: b.py\n"
-        "note: line one\n"
-        "    line two\n"
+        "change:\n    id: 7\n    files:\n        1: a.py\n        2: b.py\nnote: line one\n    line two\n"
     ) in _text(message)
     # Each nested mapping/list becomes a table inside a table cell.
     assert _html(message).count("<table cellpadding") == 3
@@ -209,9 +203,7 @@ def _run[T](scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(bounded())
 
 
-async def _serve(
-    inbox: Path, *, tls: ssl.SSLContext | None = None, **smtp: Any
-) -> tuple[asyncio.Server, int]:
+async def _serve(inbox: Path, *, tls: ssl.SSLContext | None = None, **smtp: Any) -> tuple[asyncio.Server, int]:
     """A real aiosmtpd server storing into ``inbox`` (``tls``: implicit TLS)."""
     handler = smtpsink.Inbox(inbox, io.StringIO())
     server = await asyncio.get_running_loop().create_server(
@@ -388,9 +380,7 @@ def test_send_starttls_with_login_and_never_logs_secrets(
             tmp_path, tls_context=server_tls, require_starttls=True, authenticator=authenticator
         )
         async with server:
-            settings = _settings(
-                port, security="starttls", username="relay-user", password="s3cret-pw"
-            )
+            settings = _settings(port, security="starttls", username="relay-user", password="s3cret-pw")
             await _send(settings, _email(), ssl_context=client_tls)
 
     caplog.set_level(logging.DEBUG, logger="hitl")
@@ -426,9 +416,7 @@ def test_send_rejected_login_is_a_permanent_error_without_the_password(
     assert "s3cret-pw" not in str(raised.value)
 
 
-def test_send_over_implicit_tls(
-    tmp_path: Path, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
-) -> None:
+def test_send_over_implicit_tls(tmp_path: Path, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
     server_tls, client_tls = tls_contexts
 
     async def scenario() -> None:

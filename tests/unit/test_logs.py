@@ -10,9 +10,7 @@ import pytest
 from hitl import logs
 from hitl.tokens import Claims, sign
 
-TOKEN = sign(
-    b"k" * 32, Claims("hitl:approval:wf-1:decision", "alice@example.com", "approve", 2_000_000_000)
-)
+TOKEN = sign(b"k" * 32, Claims("hitl:approval:wf-1:decision", "alice@example.com", "approve", 2_000_000_000))
 TRACE = "105445aa7843bc8bf206b12000100000"
 
 log = logging.getLogger("hitl.test")
@@ -50,10 +48,7 @@ def test_json_line_fields(setup: Setup) -> None:
     assert entry["logger"] == "hitl.test"
     assert entry["logging.googleapis.com/labels"] == {"component": "start"}
     location = entry["logging.googleapis.com/sourceLocation"]
-    assert (
-        location["file"].endswith("test_logs.py")
-        and location["function"] == "test_json_line_fields"
-    )
+    assert location["file"].endswith("test_logs.py") and location["function"] == "test_json_line_fields"
     assert "logging.googleapis.com/trace" not in entry and "workflow_id" not in entry
 
 
@@ -165,9 +160,7 @@ def test_ordinary_text_is_not_redacted(setup: Setup) -> None:
 def test_secrets_are_redacted(setup: Setup) -> None:
     password = "p@ss word/with&chars"
     stream = setup("worker", secrets=[password, b"signing-key-" * 3, None, "", "abc"])
-    log.info(
-        "login %s quoted=%s key=%s", password, "p%40ss%20word%2Fwith%26chars", "signing-key-" * 3
-    )
+    log.info("login %s quoted=%s key=%s", password, "p%40ss%20word%2Fwith%26chars", "signing-key-" * 3)
     log.info("abc is too short to redact")
     first, second = lines(stream)
     assert first["message"] == "login [REDACTED] quoted=[REDACTED] key=[REDACTED]"

@@ -43,6 +43,7 @@ def _event(**overrides: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def _server(handler: Handler) -> AsyncIterator[str]:
     app = web.Application()
+
     async def handle(request: web.Request) -> web.StreamResponse:
         return await handler(request)
 

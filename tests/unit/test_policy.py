@@ -12,7 +12,12 @@ from hitl.request import ApprovalRequest
 
 def request(**fields: Any) -> ApprovalRequest:
     return ApprovalRequest.from_json(
-        {"workflow_id": "wf", "approvers": ["a@example.com", "b@example.com", "c@example.com"], "subject": "s", **fields}
+        {
+            "workflow_id": "wf",
+            "approvers": ["a@example.com", "b@example.com", "c@example.com"],
+            "subject": "s",
+            **fields,
+        }
     )
 
 
@@ -54,7 +59,11 @@ def test_cancel_and_expiry_end_the_round_when_they_come_first() -> None:
     rnd = policy.layout(request(required=2)).rounds[0]
     canceled = policy.canceled_value(by="ops", reason="moot", at_ms=2)
     decided = policy.tally(rnd, [vote("a", True, 1), canceled, canceled])
-    assert decided != "expired" and decided is not None and (decided["decision"], decided["comment"]) == ("canceled", "moot")
+    assert (
+        decided != "expired"
+        and decided is not None
+        and (decided["decision"], decided["comment"]) == ("canceled", "moot")
+    )
     assert policy.tally(rnd, [vote("a", True, 1), policy.expired_value(2), policy.expired_value(2)]) == "expired"
     # a vote cast before the deadline still counts toward a decision reached before it
     decided = policy.tally(policy.layout(request()).rounds[0], [vote("a", True, 1), policy.expired_value(2), None])

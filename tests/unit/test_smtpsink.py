@@ -180,8 +180,10 @@ def test_receipt_reads_each_message_as_the_default_policy_does(
 
     assert out.getvalue() == expected + "\n"
     assert [p.name for p in tmp_path.iterdir()] == [f"{smtpsink.stored_name(full)}.eml"]
-    assert smtpsink.links_in(message) == smtpsink.links_in(full) == smtpsink.links_in(
-        BytesParser(policy=policy.compat32).parsebytes(raw)
+    assert (
+        smtpsink.links_in(message)
+        == smtpsink.links_in(full)
+        == smtpsink.links_in(BytesParser(policy=policy.compat32).parsebytes(raw))
     )
 
 
