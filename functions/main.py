@@ -57,8 +57,8 @@ def _unblock_context() -> tuple[UnblockSettings, SendOnlyClient]:
     return _context("unblock", UnblockSettings)
 
 
-def _trace(request: Request) -> str | None:
-    return logs.trace_from_header(request.headers.get("x-cloud-trace-context"), os.environ.get("GOOGLE_CLOUD_PROJECT"))
+def _trace(request: Request, project: str | None) -> str | None:
+    return logs.trace_from_header(request.headers.get("x-cloud-trace-context"), project)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -91,7 +91,7 @@ async def start(request: Request) -> Response:
     """POST a request to start an approval; GET ``?workflow_id=`` for its status;
     POST ``/cancel`` with ``{"workflow_id", "reason"?}`` to cancel a pending one."""
     settings, client = _start_context()
-    with logs.bind(trace=_trace(request)):
+    with logs.bind(trace=_trace(request, settings.project)):
         if request.method == "GET":
             return await _status(request, settings, client)
         if request.method != "POST":
@@ -212,7 +212,7 @@ _CANCELED = (410, "This request was canceled", "The requester canceled it; there
 async def unblock(request: Request) -> Response:
     """GET/HEAD: the decision page (changes nothing). POST: record the decision."""
     settings, client = _unblock_context()
-    with logs.bind(trace=_trace(request)):
+    with logs.bind(trace=_trace(request, settings.project)):
         if request.method in ("GET", "HEAD"):
             return await _show(request, settings, client)
         if request.method == "POST":

@@ -34,6 +34,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "HITL_SLACK_ALLOWED_HOSTS",
         "HITL_WEBHOOK_ALLOWED_HOSTS",
         "HITL_LOG_FORMAT",
+        "GOOGLE_CLOUD_PROJECT",
     ),
     "unblock": (
         "RESONATE_URL",
@@ -41,6 +42,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "HITL_SERVER_TIMEOUT",
         "HITL_SIGNING_KEY",
         "HITL_LOG_FORMAT",
+        "GOOGLE_CLOUD_PROJECT",
     ),
     "worker": (
         "RESONATE_URL",
@@ -54,7 +56,9 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "HITL_WEBHOOK_ALLOWED_HOSTS",
         "HITL_NOTIFY_TIMEOUT",
         "HITL_NOTIFY_WEBHOOK_SECRET",
+        "HITL_DELIVERY_RETRY_FOR",
         "HITL_LOG_FORMAT",
+        "GOOGLE_CLOUD_PROJECT",
         "SMTP_HOST",
         "SMTP_PORT",
         "SMTP_SECURITY",
@@ -149,6 +153,10 @@ class _Reader:
     def log_format(self) -> LogFormat:
         return self.choice("HITL_LOG_FORMAT", "json", ("json", "text"))
 
+    def project(self) -> str | None:
+        """The Google Cloud project (log lines name their trace as ``projects/P/traces/T``)."""
+        return self.get("GOOGLE_CLOUD_PROJECT")
+
 
 @dataclass(frozen=True, slots=True)
 class ResonateSettings:
@@ -181,6 +189,7 @@ class StartSettings:
     webhook_secret: bytes | None = None
     hosts: ChannelHosts = ChannelHosts()
     log_format: LogFormat = "json"
+    project: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StartSettings:
@@ -191,6 +200,7 @@ class StartSettings:
             webhook_secret=secret.encode() if secret else None,
             hosts=_hosts(r),
             log_format=r.log_format(),
+            project=r.project(),
         )
 
 
@@ -199,6 +209,7 @@ class UnblockSettings:
     resonate: ResonateSettings
     signing_key: bytes
     log_format: LogFormat = "json"
+    project: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UnblockSettings:
@@ -207,6 +218,7 @@ class UnblockSettings:
             resonate=_resonate(r),
             signing_key=r.signing_key("HITL_SIGNING_KEY"),
             log_format=r.log_format(),
+            project=r.project(),
         )
 
 
@@ -253,7 +265,10 @@ class WorkerSettings:
     notify_timeout: float = 10.0
     #: Signs outgoing webhook events (``X-Hitl-Signature``) when set.
     notify_webhook_secret: bytes | None = None
+    #: How long a decision's delivery to a caller's webhook or promise is retried.
+    delivery_retry_for: timedelta = timedelta(days=1)
     log_format: LogFormat = "json"
+    project: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -280,7 +295,9 @@ class WorkerSettings:
             hosts=_hosts(r),
             notify_timeout=r.number("HITL_NOTIFY_TIMEOUT", 10.0),
             notify_webhook_secret=(r.get("HITL_NOTIFY_WEBHOOK_SECRET") or "").encode() or None,
+            delivery_retry_for=timedelta(seconds=r.number("HITL_DELIVERY_RETRY_FOR", 86_400.0, minimum=0.0)),
             log_format=r.log_format(),
+            project=r.project(),
         )
 
 
