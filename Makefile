@@ -5,14 +5,14 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 run: bootstrap
-	.venv/bin/python -m hitl.dev
+	.venv/bin/python -m devstack.dev
 
 test: bootstrap
 	.venv/bin/python -m pytest
 
 # ARGS: more options for the script, e.g. make bench ARGS=--quick
 bench: bootstrap
-	.venv/bin/python scripts/bench.py --out bench-results.json $(ARGS)
+	.venv/bin/python -m bench --out bench-results.json $(ARGS)
 
 # Re-pin every dependency after a change to pyproject.toml.
 lock:

@@ -21,13 +21,24 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from hitl import logs, operations, pages, policy, tokens, webhook
+from hitl import logs, operations
 from hitl.clock import now_ms
-from hitl.request import MAX_BODY_BYTES, ApprovalRequest, RequestError, parse_cancel, parse_start, validate_workflow_id
+from hitl.edges import pages
+from hitl.model import policy
+from hitl.model.request import (
+    MAX_BODY_BYTES,
+    ApprovalRequest,
+    RequestError,
+    parse_cancel,
+    parse_start,
+    validate_workflow_id,
+)
+from hitl.security import signatures as webhook
+from hitl.security import tokens
 from hitl.settings import StartSettings, UnblockSettings
 
 if TYPE_CHECKING:
-    from hitl.sendonly import SendOnlyClient
+    from hitl.client.sendonly import SendOnlyClient
 
 logger = logging.getLogger("hitl.functions")
 
@@ -40,7 +51,7 @@ MAX_FORM_BYTES = 16_384
 
 def _context[S: (StartSettings, UnblockSettings)](component: str, settings_class: type[S]) -> tuple[S, SendOnlyClient]:
     """Settings (read once), logging, and the send-only client: made on first use, never at import."""
-    from hitl.sendonly import send_only
+    from hitl.client.sendonly import send_only
 
     settings = settings_class.from_env()
     logs.setup(component, settings.log_format, secrets=logs.secrets_from_env(os.environ))

@@ -2,10 +2,10 @@
 
     approval(request)
       1. create one vote promise per approver and round, in the order
-         :func:`hitl.policy.layout` fixes (so the functions can find them)
+         :func:`hitl.model.policy.layout` fixes (so the functions can find them)
       2. round 0: schedule its deadline and reminders as deferred runs; ask each
          approver once per channel (a durable step each)
-      3. wait until the votes decide (:func:`hitl.policy.tally`: k of n, veto, a
+      3. wait until the votes decide (:func:`hitl.model.policy.tally`: k of n, veto, a
          cancel, the deadline); on expiry apply ``on_expiry``: expire, a default
          decision, or escalate to round 1 and wait again
       4. close the votes still open (their links then show the outcome), return
@@ -20,7 +20,7 @@ Why deferred runs for time: a bare ``ctx.promise()`` carries no
 out in the background. A ``ctx.sleep`` timer would fire, but the SDK
 re-delivers a pending timer's task to a worker every lease period until it is
 due: a steady load for every waiting request. A run created with
-``resonate:delay`` (see :mod:`hitl.runs`) is held by the server, costing
+``resonate:delay`` (see :mod:`hitl.client.runs`) is held by the server, costing
 nothing, until its time; then it settles the round's open votes as expired.
 
 Time is fixed at start: the run's own timeout is the sum of the rounds plus
@@ -47,11 +47,12 @@ from resonate.resonate import Resonate
 from resonate.retry import Exponential
 from resonate.types import Value
 
-from hitl import policy, runs
+from hitl.client import runs
 from hitl.clock import iso, now_ms
-from hitl.notifier import Notifier
-from hitl.policy import RUN_MARGIN, WORKFLOW, result_of
-from hitl.request import ApprovalRequest
+from hitl.model import policy
+from hitl.model.policy import RUN_MARGIN, WORKFLOW, result_of
+from hitl.model.request import ApprovalRequest
+from hitl.notify.dispatcher import Notifier
 
 EXPIRY = "approval_expiry"
 REMINDER = "approval_reminder"

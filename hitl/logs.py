@@ -32,8 +32,8 @@ from types import MappingProxyType
 from typing import IO, Any
 from urllib.parse import quote
 
+from hitl.security.tokens import TOKEN_RE
 from hitl.settings import SECRET_VARS, LogFormat
-from hitl.tokens import TOKEN_RE
 
 __all__ = ["REDACTED", "bind", "secrets_from_env", "setup", "trace_from_header"]
 

@@ -18,15 +18,16 @@ from resonate.promises import Promises
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
-from hitl import policy, runs
+from hitl.client import runs
 from hitl.clock import iso, now_ms
-from hitl.request import ApprovalRequest
+from hitl.model import policy
+from hitl.model.request import ApprovalRequest
 
 RunState = Literal["pending", "done", "failed"]
 
 
 class Client(Protocol):
-    """What the operations need of a client: its promises (:class:`hitl.sendonly.SendOnlyClient`,
+    """What the operations need of a client: its promises (:class:`hitl.client.sendonly.SendOnlyClient`,
     or a full ``resonate.Resonate``)."""
 
     @property

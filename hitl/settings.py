@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
-from hitl.hosts import parse_allowed_hosts
+from hitl.security.hosts import parse_allowed_hosts
 
 #: The variables each component reads. The loaders below read nothing else.
 ENV_VARS: dict[str, tuple[str, ...]] = {
@@ -67,7 +67,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "SMTP_FROM",
         "PORT",
     ),
-    # The operator CLI (hitl.cli); HITL_SIGNING_KEY only for ``hitl decide``.
+    # The operator CLI (hitl.edges.cli); HITL_SIGNING_KEY only for ``hitl decide``.
     "cli": (
         "RESONATE_URL",
         "RESONATE_TOKEN",

@@ -6,8 +6,7 @@
 The zip holds:
 
 * ``main.py``: a copy of ``functions/main.py`` (the runtime looks for main.py);
-* ``hitl/``: the shared package with its templates, less the modules only the
-  local stack uses (:data:`DEV_ONLY`);
+* ``hitl/``: the runtime package, whole (development tools live in ``devstack/``);
 * ``requirements.txt``: the runtime dependencies of ``pyproject.toml`` and
   everything they pull in, pinned as in ``requirements.lock`` (no test tools).
 
@@ -34,9 +33,6 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-#: Paths under hitl/ left out of the bundle: the local stack, never deployed.
-DEV_ONLY = ("localserver/", "smtpsink.py", "dev.py", "stack.py")
 
 #: 1980-01-01, the earliest time a zip entry can carry.
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
@@ -116,8 +112,6 @@ def bundle_files(root: Path) -> dict[str, bytes]:
         if "__pycache__" in parts or any(p.startswith(".") for p in parts):
             continue
         if path.suffix in (".pyc", ".pyo"):
-            continue
-        if any(rel == d or rel.startswith(d) for d in DEV_ONLY):
             continue
         files[f"hitl/{rel}"] = path.read_bytes()
     return files

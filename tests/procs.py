@@ -1,5 +1,5 @@
-"""Process helpers for tests (the implementation lives in :mod:`hitl.stack`)."""
+"""Process helpers for tests (the implementation lives in :mod:`devstack.stack`)."""
 
-from hitl.stack import PYTHON, ROOT, LocalServerProc, Proc, free_port, wait_until
+from devstack.stack import PYTHON, ROOT, LocalServerProc, Proc, free_port, wait_until
 
 __all__ = ["PYTHON", "ROOT", "LocalServerProc", "Proc", "free_port", "wait_until"]

@@ -27,8 +27,8 @@ from aiohttp import web
 from resonate.resonate import Resonate
 
 from hitl import approval, logs
-from hitl.client import PollSource, polling
-from hitl.notifier import Notifier
+from hitl.client.polling import PollSource, polling
+from hitl.notify.dispatcher import Notifier
 from hitl.settings import ConfigError, LogFormat, WorkerSettings
 
 logger = logging.getLogger("hitl.worker")

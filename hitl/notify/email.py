@@ -350,7 +350,7 @@ def _is_permanent(exc: BaseException) -> bool:
 @functools.cache
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("hitl", "templates"),
+        loader=jinja2.PackageLoader("hitl.notify", "templates"),
         autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

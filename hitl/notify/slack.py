@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
-from hitl.notify.http import post_json
+from hitl.notify.post import post_json
 from hitl.notify.urls import NotifyError, check_link, check_url, parse_deadline
 
 __all__ = ["DEFAULT_ALLOWED_HOSTS", "NotifyError", "check_url", "escape", "post_slack", "slack_message"]

@@ -4,7 +4,7 @@ The URLs come from the body of a ``start`` call, so the worker would POST
 wherever a caller says: :func:`check_url` holds them to an allowlist of
 hosts (server-side request forgery). ``start`` checks them too, so a bad URL
 is a 400 and not a failed step; this module therefore imports no HTTP client
-(:mod:`hitl.notify.http` imports aiohttp, ~200 ms of a function's cold start).
+(:mod:`hitl.notify.post` imports aiohttp, ~200 ms of a function's cold start).
 """
 
 from __future__ import annotations

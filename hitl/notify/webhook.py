@@ -4,8 +4,8 @@
 :func:`post_webhook` sends it once, with ``X-Hitl-Idempotency-Key`` (equal
 keys mean "the same event": a receiver drops a duplicate sent after a
 crash-retry) and, when a secret is configured, ``X-Hitl-Signature``, the
-scheme of :mod:`hitl.webhook` (``t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``),
-which a receiver checks with :func:`hitl.webhook.verify`.
+scheme of :mod:`hitl.security.signatures` (``t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``),
+which a receiver checks with :func:`hitl.security.signatures.verify`.
 
 The event carries the signed links: neither they nor the URL's path and
 query are logged.
@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from hitl import webhook
-from hitl.notify.http import post_json
+from hitl.notify.post import post_json
 from hitl.notify.urls import NotifyError, check_link, check_url, parse_deadline
+from hitl.security import signatures as webhook
 
 __all__ = [
     "IDEMPOTENCY_HEADER",

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
 from e2e.api import Api, Target
 from e2e.conftest import targets
 

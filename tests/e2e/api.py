@@ -16,11 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from hitl import policy, tokens, webhook
-from hitl.request import ApprovalRequest
-from hitl.notifier import link
-from hitl.smtpsink import links_in, read_inbox
-from hitl.stack import Stack, wait_until
+from devstack.smtpsink import links_in, read_inbox
+from devstack.stack import Stack, wait_until
+from hitl.model import policy
+from hitl.model.request import ApprovalRequest
+from hitl.notify.dispatcher import link
+from hitl.security import signatures as webhook
+from hitl.security import tokens
 
 TIMEOUT = 10
 

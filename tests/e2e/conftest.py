@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl.stack import Stack
+from devstack.stack import Stack
 
 from .api import Api, Target, deployed
 

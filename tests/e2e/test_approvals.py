@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from hitl import tokens
-from hitl.stack import wait_until
+from devstack.stack import wait_until
+from hitl.security import tokens
 
 from .api import Api, Target, claims_of, token_of, unique
 from .conftest import make_stack

@@ -1,4 +1,4 @@
-"""The operator CLI (``python -m hitl.cli``) as a subprocess, against the local stack as processes."""
+"""The operator CLI (``python -m hitl.edges.cli``) as a subprocess, against the local stack as processes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hitl.stack import PYTHON, ROOT, Stack, free_port, wait_until
+from devstack.stack import PYTHON, ROOT, Stack, free_port, wait_until
 
 from .api import unique
 from .conftest import make_stack
@@ -36,7 +36,7 @@ def env(stack: Stack) -> dict[str, str]:
 
 def hitl(env: dict[str, str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "hitl.cli", *args],
+        [PYTHON, "-m", "hitl.edges.cli", *args],
         cwd=ROOT,
         env=env,
         input=stdin.decode() if stdin is not None else None,

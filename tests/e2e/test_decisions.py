@@ -2,7 +2,7 @@
 
 Each path starts a request, acts as the people (or the clock) would, and checks
 the result the status answer carries. The decisions are held to the documented
-set (:data:`hitl.policy.DECISIONS`), and the table below must reach every one of
+set (:data:`hitl.model.policy.DECISIONS`), and the table below must reach every one of
 them, so a new path cannot invent a spelling unnoticed.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hitl import policy
+from hitl.model import policy
 
 from .api import Api
 

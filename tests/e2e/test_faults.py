@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 import requests
-
 from listener import Listener
 
-from hitl.localserver.engine import PROTOCOL_VERSION
-from hitl.stack import PYTHON, ROOT, Stack, WorkerProc, free_port, http_ok, wait_until
+from devstack.localserver.engine import PROTOCOL_VERSION
+from devstack.stack import PYTHON, ROOT, Stack, WorkerProc, free_port, http_ok, wait_until
 
 from .api import Api, Target, unique
 from .conftest import make_stack

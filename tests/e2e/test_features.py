@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import requests
 
-from hitl import webhook
-from hitl.localserver.engine import PROTOCOL_VERSION
-from hitl.smtpsink import links_in
-from hitl.stack import wait_until
+from devstack.localserver.engine import PROTOCOL_VERSION
+from devstack.smtpsink import links_in
+from devstack.stack import wait_until
+from hitl.security import signatures as webhook
 
 from .api import Api, Target, token_of, unique
 from .conftest import targets

@@ -11,11 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from infra_helpers import ROOT
 
-DEV_ONLY = ("hitl/localserver/", "hitl/smtpsink.py", "hitl/dev.py")
-DEV_TOOLS = ("pytest", "pytest-timeout", "python-hcl2", "pyyaml", "iniconfig", "pluggy", "lark")
+DEV_TOOLS = ("pytest", "pytest-timeout", "python-hcl2", "pyyaml", "iniconfig", "pluggy", "lark", "aiosmtpd", "pyjwt")
 
 
 def _canonical(name: str) -> str:
@@ -31,12 +29,15 @@ def test_bundle_holds_main_the_package_and_requirements(bundle: Path) -> None:
         names = _names(zf)
         assert zf.read("main.py") == (ROOT / "functions" / "main.py").read_bytes()
         assert "hitl/__init__.py" in names and "hitl/settings.py" in names
-        templates = sorted(p.name for p in (ROOT / "hitl" / "templates").iterdir() if p.is_file())
-        assert templates, "hitl/templates is empty"
-        for t in templates:
-            assert f"hitl/templates/{t}" in names
+        # the runtime package whole: every source, template and marker file, nothing left out
+        package = sorted(
+            p.relative_to(ROOT).as_posix()
+            for p in (ROOT / "hitl").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        )
+        assert [n for n in names if n.startswith("hitl/")] == package
+        assert "hitl/edges/templates/page_decision.html" in names and "hitl/py.typed" in names
         for name in names:
-            assert not name.startswith(DEV_ONLY), f"dev-only {name} is bundled"
             assert "__pycache__" not in name and not name.endswith(".pyc")
             assert name == "main.py" or name == "requirements.txt" or name.startswith("hitl/"), name
 

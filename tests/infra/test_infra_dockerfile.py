@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from infra_helpers import ROOT, Instruction, dockerfile, stages
 
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|build-essential|clang|make|cmake|rustc|cargo|python3-dev)\b")

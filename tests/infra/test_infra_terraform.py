@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from hitl.settings import ENV_VARS, SECRET_VARS, WorkerSettings
 from infra_helpers import (
     COMPONENT_RESOURCES,
     ROOT,
@@ -19,6 +17,8 @@ from infra_helpers import (
     hcl_string,
     members_service_accounts,
 )
+
+from hitl.settings import ENV_VARS, SECRET_VARS, WorkerSettings
 
 APP_PREFIXES = ("HITL_", "RESONATE_", "SMTP_")
 #: Set by Cloud Run itself (from the container port); it rejects a PORT env entry.

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from hitl.stack import Proc, Stack
+from devstack.stack import Proc, Stack
 
 #: Lines for the terminal summary, in the order they were measured.
 MEASUREMENTS: list[str] = []

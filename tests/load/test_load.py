@@ -25,10 +25,10 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-
 from e2e.api import Api, Target, claims_of, token_of, unique
-from hitl.smtpsink import links_in
-from hitl.stack import Stack, wait_until
+
+from devstack.smtpsink import links_in
+from devstack.stack import Stack, wait_until
 
 from .conftest import cpu_delta, cpu_seconds, inbox_count, inbox_messages, session, sink_deliveries
 

@@ -242,7 +242,7 @@ def test_health_needs_no_token(aapi: Api) -> None:
 
 def test_publickey_none_accepts_unsigned_tokens(tmp_path: Path) -> None:
     proc = Proc(
-        "nonekey", [PYTHON, "-m", "hitl.localserver", "--port", "0", "--auth-publickey", "none"], log_dir=tmp_path
+        "nonekey", [PYTHON, "-m", "devstack.localserver", "--port", "0", "--auth-publickey", "none"], log_dir=tmp_path
     )
     try:
         wait_until(

@@ -12,7 +12,6 @@ import socket
 import time
 from typing import Any
 
-import pytest
 from procs import PYTHON, Proc, wait_until
 
 from .conftest import Api, ServerFactory, Sse, uid

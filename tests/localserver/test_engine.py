@@ -1,4 +1,4 @@
-"""hitl.localserver.engine.Engine in process: index invariants and cost that does not grow.
+"""devstack.localserver.engine.Engine in process: index invariants and cost that does not grow.
 
 No sockets and no real time: every call passes ``now`` explicitly. The scaling
 check counts what one request touches (dirty records, messages, lookups in
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hitl.localserver.engine import Engine
+from devstack.localserver.engine import Engine
 
 T0 = 1_000_000_000
 HOUR = 3_600_000
@@ -320,7 +320,7 @@ def test_next_due_skips_timers_that_no_longer_matter() -> None:
 
 
 # ---------------------------------------------------------------------------
-# memory: what a waiting workflow leaves behind (figures in scripts/bench.py)
+# memory: what a waiting workflow leaves behind (figures in bench/run.py)
 # ---------------------------------------------------------------------------
 
 

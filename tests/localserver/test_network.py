@@ -1,4 +1,4 @@
-"""The edges' HTTP channel (hitl.network.StdlibNetwork) against a recording server, over real sockets.
+"""The edges' HTTP channel (hitl.client.network.StdlibNetwork) against a recording server, over real sockets.
 
 The wire itself (path, headers, body, any status handed back), keep-alive,
 a connection the server closed while idle, a dead server failing at once.
@@ -20,7 +20,7 @@ from resonate_base import ORIGIN_HEADER
 from resonate_base.connections import Network
 from resonate_base.error import ConnectorError
 
-from hitl.network import StdlibNetwork
+from hitl.client.network import StdlibNetwork
 
 
 class Recorder(http.server.ThreadingHTTPServer):

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from procs import PYTHON, ROOT, LocalServerProc, Proc, wait_until
 
-from hitl.localserver.engine import PROTOCOL_VERSION
+from devstack.localserver.engine import PROTOCOL_VERSION
 
 SDKAPP = Path(__file__).resolve().parent / "sdkapp"
 VERSION = PROTOCOL_VERSION

@@ -1,4 +1,4 @@
-"""The edges' send-only client (hitl.sendonly) over real sockets, against the local server.
+"""The edges' send-only client (hitl.client.sendonly) over real sockets, against the local server.
 
 A promise's whole life through the SDK's ``Promises``; a dead server failing at
 once (the functions answer 503 within their budget); many requests in flight
@@ -19,9 +19,9 @@ from resonate.error import ServerError
 from resonate.types import Value
 from resonate_base.error import ConnectorError
 
-from hitl.sendonly import send_only
+from devstack.stack import FunctionProc
+from hitl.client.sendonly import send_only
 from hitl.settings import ResonateSettings
-from hitl.stack import FunctionProc
 
 from .conftest import HOUR_MS, now_ms, uid
 

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from listener import Listener
 
+from devstack.stack import Stack
 from hitl.notify.email import IDEMPOTENCY_HEADER
-from hitl.stack import Stack
 
 MEASUREMENTS: list[str] = []
 
@@ -125,7 +124,7 @@ class SlowRelay:
     def __init__(self, delay: float) -> None:
         from aiosmtpd.controller import Controller
 
-        from hitl.stack import free_port
+        from devstack.stack import free_port
 
         self.delay = delay
         self.started: Counter[str] = Counter()

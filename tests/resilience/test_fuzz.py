@@ -25,12 +25,12 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 import requests
+from e2e.api import Api, Target, token_of, unique
+from e2e.conftest import make_stack
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from e2e.api import Api, Target, token_of, unique
-from e2e.conftest import make_stack
-from hitl.stack import Stack
+from devstack.stack import Stack
 
 FUZZ = settings(
     max_examples=200,

@@ -1,7 +1,7 @@
 """Resilience under many workflows at once: workers killed at random, the server killed
 and restarted while decisions arrive, the SMTP relay down, a slow relay.
 
-Real processes on 127.0.0.1 (``hitl.stack``), FAST_WORKER (3 s task leases)
+Real processes on 127.0.0.1 (``devstack.stack``), FAST_WORKER (3 s task leases)
 so a killed worker's tasks come back in seconds. The tests see the system as
 its users do: the public HTTP API and the relay (inbox, sink log, or a relay
 the test plays itself). Single-workflow faults are in tests/e2e/test_faults.py.
@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import requests
-
 from e2e.api import Api, Target, token_of, unique
 from e2e.conftest import FAST_WORKER, make_stack
-from hitl.smtpsink import links_in
-from hitl.stack import SmtpSinkProc, Stack, wait_until
+
+from devstack.smtpsink import links_in
+from devstack.stack import SmtpSinkProc, Stack, wait_until
 
 from .conftest import FakeRelay, SinkWatch, SlowRelay, inbox_count, inbox_messages
 

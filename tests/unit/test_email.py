@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from hitl import smtpsink
+from devstack import smtpsink
 from hitl.notify.email import Email, EmailError, compose, message_id_for, send
 from hitl.notify.smtp_sessions import Sessions
 from hitl.settings import SmtpSettings

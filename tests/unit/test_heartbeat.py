@@ -1,4 +1,4 @@
-"""hitl.client.OriginHeartbeat: one task.heartbeat per origin, every interval, none on start.
+"""hitl.client.polling.OriginHeartbeat: one task.heartbeat per origin, every interval, none on start.
 
 No sockets and no real time: the sender records, the sleeper is a gate the test opens.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hitl.client import OriginHeartbeat
+from hitl.client.polling import OriginHeartbeat
 
 
 class Sender:

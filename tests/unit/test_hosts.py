@@ -1,10 +1,10 @@
-"""Host allowlists as the settings read them (hitl.hosts)."""
+"""Host allowlists as the settings read them (hitl.security.hosts)."""
 
 from __future__ import annotations
 
 import pytest
 
-from hitl import hosts
+from hitl.security import hosts
 
 BAD = ("https://x.example", "a/b", "x..y", "user@host", "ok.example bad/host")
 

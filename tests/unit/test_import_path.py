@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-from hitl.stack import ROOT
+from devstack.stack import ROOT
 
-FORBIDDEN = ("aiohttp", "resonate.resonate", "hitl.approval", "hitl.notifier", "hitl.notify.http")
+FORBIDDEN = ("aiohttp", "resonate.resonate", "hitl.approval", "hitl.notify.dispatcher", "hitl.notify.post")
 
 
 def imported_after(statement: str) -> set[str]:
@@ -30,7 +30,7 @@ def imported_after(statement: str) -> set[str]:
     "statement",
     [
         "import functions.main",
-        "import hitl.sendonly, hitl.operations, hitl.cli",
+        "import hitl.client.sendonly, hitl.operations, hitl.edges.cli",
         "import hitl.notify.urls",  # what start imports when a channel names a URL
         # What the first request of each function runs before it talks to the server.
         "import os; os.environ.update(RESONATE_URL='http://127.0.0.1:1', HITL_SIGNING_KEY='k' * 43,"

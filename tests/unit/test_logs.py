@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hitl import logs
-from hitl.tokens import Claims, sign
+from hitl.security.tokens import Claims, sign
 
 TOKEN = sign(b"k" * 32, Claims("hitl:approval:wf-1:decision", "alice@example.com", "approve", 2_000_000_000))
 TRACE = "105445aa7843bc8bf206b12000100000"

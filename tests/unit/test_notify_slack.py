@@ -1,4 +1,4 @@
-"""hitl.notify.slack, hitl.notify.urls and hitl.notify.http: Block Kit payloads, URL checks, posting to a real local server."""
+"""hitl.notify.slack, hitl.notify.urls and hitl.notify.post: Block Kit payloads, URL checks, posting to a real local server."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hitl.notify.http import post_json
+from devstack.stack import free_port
+from hitl.notify.post import post_json
 from hitl.notify.slack import DEFAULT_ALLOWED_HOSTS, escape, post_slack, slack_message
 from hitl.notify.urls import NotifyError, check_url
-from hitl.stack import free_port
 
 APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
 REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"

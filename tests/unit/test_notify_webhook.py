@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hitl import webhook
 from hitl.notify.email import message_id_for
 from hitl.notify.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, NotifyError, post_webhook, webhook_event
+from hitl.security import signatures as webhook
 
 APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
 REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"

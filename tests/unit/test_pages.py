@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from hitl.pages import (
+from hitl.edges.pages import (
     HEADERS,
     MAX_COMMENT_CHARS,
     MAX_TABLE_DEPTH,

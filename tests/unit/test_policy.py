@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from hitl import policy
-from hitl.request import ApprovalRequest
+from hitl.model import policy
+from hitl.model.request import ApprovalRequest
 
 
 def request(**fields: Any) -> ApprovalRequest:

@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from hitl.request import (
+from hitl.model.request import (
     DEFAULT_DEADLINE,
     MAX_BODY_BYTES,
     ApprovalRequest,

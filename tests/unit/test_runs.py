@@ -8,8 +8,8 @@ from typing import Any
 from resonate.codec import Codec, NoopEncryptor
 from resonate.promises import Promises
 
-from hitl import runs
-from hitl.localserver import rules
+from devstack.localserver import rules
+from hitl.client import runs
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""hitl.smtpsink: the development SMTP sink, as a library and as a real process."""
+"""devstack.smtpsink: the development SMTP sink, as a library and as a real process."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import IO, Any, cast
 import pytest
 from aiosmtpd.smtp import Envelope
 
-from hitl import smtpsink
+from devstack import smtpsink
 from hitl.notify.email import Email, compose, message_id_for, send
 from hitl.notify.smtp_sessions import Sessions
 from hitl.settings import SmtpSettings
@@ -226,7 +226,7 @@ class _Lines:
 def sink(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines, int, Path]]:
     inbox = tmp_path / "inbox"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hitl.smtpsink", "--port", "0", "--inbox", str(inbox)],
+        [sys.executable, "-m", "devstack.smtpsink", "--port", "0", "--inbox", str(inbox)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

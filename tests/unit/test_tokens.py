@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from hitl.tokens import (
+from hitl.security.tokens import (
     MAX_TOKEN_LENGTH,
     TOKEN_RE,
     Claims,

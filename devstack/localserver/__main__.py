@@ -1,7 +1,7 @@
-"""``python -m hitl.localserver``: run the local Resonate server.
+"""``python -m devstack.localserver``: run the local Resonate server.
 
-    python -m hitl.localserver --port 8001 --db state/resonate.db   # durable
-    python -m hitl.localserver --port 0                             # in memory, free port
+    python -m devstack.localserver --port 8001 --db state/resonate.db   # durable
+    python -m devstack.localserver --port 0                             # in memory, free port
 
 The first line on stdout is ``listening on http://HOST:PORT`` (with the port
 actually bound, so ``--port 0`` works for tests). SIGTERM and SIGINT stop it
@@ -18,14 +18,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from devstack.localserver.app import LocalServer
+from devstack.localserver.auth import Auth
+from devstack.localserver.store import Store
 from hitl import logs
-from hitl.localserver.app import LocalServer
-from hitl.localserver.auth import Auth
-from hitl.localserver.store import Store
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hitl.localserver", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m devstack.localserver", description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8001, help="port to bind; 0 picks a free one (default 8001)")
     p.add_argument("--db", type=Path, help="SQLite file for durable state; in memory when omitted")
@@ -64,7 +64,7 @@ async def serve(args: argparse.Namespace) -> None:
     await site.start()
     port = runner.addresses[0][1]
     print(f"listening on http://{args.host}:{port}", flush=True)
-    logging.getLogger("hitl.localserver").info(
+    logging.getLogger("devstack.localserver").info(
         "local Resonate server ready", extra={"fields": {"port": port, "durable": bool(args.db)}}
     )
     stop = asyncio.Event()

@@ -1,6 +1,6 @@
-"""Run the local server under cProfile timed in CPU time (not wall time), for ``scripts/bench.py``.
+"""Run the local server under cProfile timed in CPU time (not wall time), for ``bench/run.py``.
 
-    python scripts/bench_profile_server.py PROF [hitl.localserver arguments...]
+    python bench/profile_server.py PROF [devstack.localserver arguments...]
 
 The stats are written to PROF when the server stops (SIGTERM), and the time
 spent in the cyclic garbage collector (which cProfile does not see) is
@@ -16,12 +16,9 @@ import cProfile
 import gc
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from hitl.localserver.__main__ import main  # noqa: E402
+from devstack.localserver.__main__ import main
 
 _gc = {"count": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "collected": [0, 0, 0]}
 _gc_start = [0.0]

@@ -1,6 +1,6 @@
-"""Run the local server under tracemalloc, for the memory breakdown of ``scripts/bench.py``.
+"""Run the local server under tracemalloc, for the memory breakdown of ``bench/run.py``.
 
-    python scripts/bench_server_mem.py OUT.json [hitl.localserver arguments...]
+    python bench/server_mem.py OUT.json [devstack.localserver arguments...]
 
 tracemalloc starts before anything is imported (one frame per allocation, so
 the sites are the lines that allocated). On SIGUSR1 the server writes
@@ -26,22 +26,20 @@ import tracemalloc
 
 tracemalloc.start(1)
 
-import gc  # noqa: E402
-import json  # noqa: E402
-import linecache  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import gc
+import json
+import linecache
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from devstack.localserver import engine as engine_mod
+from devstack.localserver.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from hitl.localserver import engine as engine_mod  # noqa: E402
-from hitl.localserver.__main__ import main  # noqa: E402
-
 _SKIP = (tracemalloc.__file__, linecache.__file__, __file__)
 
 

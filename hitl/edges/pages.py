@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from hitl.policy import MAX_COMMENT_CHARS  # the one limit, also the comment box's maxlength
+from hitl.model.policy import MAX_COMMENT_CHARS  # the one limit, also the comment box's maxlength
 
 __all__ = [
     "HEADERS",
@@ -62,7 +62,7 @@ def decision_page(
 ) -> str:
     """The page behind an emailed link: the request, a comment box, Approve and Reject.
 
-    ``progress`` (from :func:`hitl.policy.progress`, plus ``approvers``: how many
+    ``progress`` (from :func:`hitl.model.policy.progress`, plus ``approvers``: how many
     were asked) shows how many have decided when more than one approval counts.
     """
     return _render(
@@ -102,7 +102,7 @@ def error_page(status: int, title: str, message: str) -> str:
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("hitl", "templates"),
+        loader=jinja2.PackageLoader("hitl.edges", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

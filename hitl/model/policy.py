@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from hitl.clock import iso
-from hitl.request import ApprovalRequest
+from hitl.model.request import ApprovalRequest
 
 #: The registered name of the approval workflow.
 WORKFLOW = "approval"

@@ -1,6 +1,6 @@
-"""Benchmark worker: the real SDK, one process, running ``wf`` for ``scripts/bench.py``.
+"""Benchmark worker: the real SDK, one process, running ``wf`` for ``bench/run.py``.
 
-    python scripts/bench_worker.py URL GROUP ANNOUNCE_PORT
+    python bench/sdk_worker.py URL GROUP ANNOUNCE_PORT
 
 ``wf`` creates a bare promise, announces its id to the driver (one UDP
 datagram to 127.0.0.1:ANNOUNCE_PORT, so the announcement costs the server

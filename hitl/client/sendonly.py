@@ -1,14 +1,14 @@
 """The edges' Resonate client (functions, CLI): promises over HTTP, and nothing else.
 
 It assembles the SDK's request-side pieces (``Promises`` over ``Sender`` over
-``Transport``) on :class:`~hitl.network.StdlibNetwork`, without
+``Transport``) on :class:`~hitl.client.network.StdlibNetwork`, without
 ``resonate.Resonate`` and its runtime, and without aiohttp (see
-:mod:`hitl.network` for why). There is no stream, no background task and no
+:mod:`hitl.client.network` for why). There is no stream, no background task and no
 retry: the caller bounds every call and answers 503.
 
 It always names the server explicitly: with no URL the SDK would silently run
 everything in-process, which must never happen here. (The worker's client,
-which polls and runs workflows, is :mod:`hitl.client`.)
+which polls and runs workflows, is :mod:`hitl.client.polling`.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from resonate.send import Sender
 from resonate.transport import Transport
 from resonate_base.connections import Network
 
-from hitl.network import StdlibNetwork
+from hitl.client.network import StdlibNetwork
 from hitl.settings import ResonateSettings
 
 

@@ -8,20 +8,19 @@ one channel never repeats a message already delivered on another.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-import logging
-
-from hitl import tokens
 from hitl.clock import iso
+from hitl.model.request import ApprovalRequest
 from hitl.notify import email, slack, webhook
 from hitl.notify.urls import NotifyError, check_url
-from hitl.request import ApprovalRequest
+from hitl.security import tokens
 from hitl.settings import ChannelHosts, SmtpSettings
 
-logger = logging.getLogger("hitl.notifier")
+logger = logging.getLogger("hitl.notify.dispatcher")
 
 Send = Callable[[SmtpSettings, email.Email], Awaitable[None]]
 

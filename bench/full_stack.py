@@ -1,4 +1,4 @@
-"""The hitl-stack sections of ``scripts/bench.py`` (every component its own process).
+"""The hitl-stack sections of ``bench/run.py`` (every component its own process).
 
 - :func:`section_latency`: resume latency, one request at a time (one worker);
 - :func:`section_throughput`: full approval cycles per second with N in flight,
@@ -6,12 +6,12 @@
 - :func:`section_waiting`: 100 / 1,000 / 10,000 requests waiting at once:
   worker and server RSS, and the time of one more cycle at each level;
 - :func:`section_server_mem`: the same waiting requests with the server under
-  tracemalloc (``scripts/bench_server_mem.py``): where its memory goes;
+  tracemalloc (``bench/server_mem.py``): where its memory goes;
 - :func:`section_cold`: cold start of ``start`` and ``unblock`` beside a bare
   functions-framework hello world, and ``python -X importtime`` of
   ``functions/main.py``.
 
-The waiting and memory sections use a minimal SMTP sink (``scripts/bench_sink.py``)
+The waiting and memory sections use a minimal SMTP sink (``bench/light_sink.py``)
 instead of the dev sink, whose SMTP server (aiosmtpd) and per-message parse cost
 about three times its CPU per message and would slow the creation of 10,000
 requests on 2 cores; the others use the real stack.
@@ -46,11 +46,12 @@ from typing import Any
 import aiohttp
 from resonate.resonate import Resonate
 
-from bench_common import bounded, cpu_s, proc_stat, rss_kib, summary
-from hitl import policy, tokens
+from bench.procstats import bounded, cpu_s, proc_stat, rss_kib, summary
+from devstack.stack import PYTHON, Proc, Stack, free_port
+from hitl.model import policy
+from hitl.model.request import ApprovalRequest
 from hitl.notify.email import message_id_for
-from hitl.request import ApprovalRequest
-from hitl.stack import PYTHON, Proc, Stack, free_port
+from hitl.security import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 APPROVER = "alice@example.com"
@@ -152,7 +153,7 @@ _REQUEST = ApprovalRequest.from_json(request_body("template"))
 
 
 def vote_id(body: dict[str, Any]) -> str:
-    """The id of :data:`APPROVER`'s vote, as the workflow lays it out (:func:`hitl.policy.layout`)."""
+    """The id of :data:`APPROVER`'s vote, as the workflow lays it out (:func:`hitl.model.policy.layout`)."""
     req = dataclasses.replace(_REQUEST, workflow_id=body["workflow_id"], subject=body["subject"])
     return policy.layout(req).rounds[0].vote_of(APPROVER)
 
@@ -275,7 +276,7 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
     from email import policy as email_policy
     from email.parser import BytesParser
 
-    from hitl.smtpsink import links_in
+    from devstack.smtpsink import links_in
 
     async def one(wid: str) -> tuple[float, ...]:
         body = request_body(wid)
@@ -303,7 +304,7 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
         t2 = time.perf_counter()
         await d.read_done(wid)
         t3 = time.perf_counter()
-        ms = lambda a, b: (b - a) * 1000  # noqa: E731
+        ms = lambda a, b: (b - a) * 1000
         return start_ms, email_ms, ms(t0, t1), ms(t1, t2), ms(t1, t3), ms(t0, t3)
 
     for i in range(3):
@@ -392,12 +393,10 @@ async def section_throughput(d: StackDriver, cfg: Any, progress: Progress, spy: 
 
 
 class LightSinkProc(Proc):
-    """``scripts/bench_sink.py``: stores messages under the dev sink's names, without parsing them."""
+    """``bench/light_sink.py``: stores messages under the dev sink's names, without parsing them."""
 
     def __init__(self, log_dir: Path, inbox: Path) -> None:
-        super().__init__(
-            "smtpsink", [PYTHON, str(ROOT / "scripts" / "bench_sink.py"), "0", str(inbox)], log_dir=log_dir
-        )
+        super().__init__("smtpsink", [PYTHON, "-m", "bench.light_sink", "0", str(inbox)], log_dir=log_dir)
         self.port = int(self.wait_for_line("SMTP sink listening on ").rsplit(":", 1)[1])
         self.inbox = inbox
 
@@ -488,10 +487,10 @@ async def section_waiting(tmp: Path, cfg: Any, progress: Progress, durable: bool
 
 
 class MemServerProc(Proc):
-    """The local server under ``scripts/bench_server_mem.py``; SIGUSR1 dumps its memory summary."""
+    """The local server under ``bench/server_mem.py``; SIGUSR1 dumps its memory summary."""
 
     def __init__(self, log_dir: Path, out: Path, db: Path | None = None) -> None:
-        args = [PYTHON, str(ROOT / "scripts" / "bench_server_mem.py"), str(out), "--port", "0"]
+        args = [PYTHON, "-m", "bench.server_mem", str(out), "--port", "0"]
         if db is not None:
             args += ["--db", str(db)]
         super().__init__("localserver", args, log_dir=log_dir)
@@ -552,7 +551,7 @@ async def section_server_mem(tmp: Path, level: int, progress: Progress, durable:
 # -- cold start ------------------------------------------------------------------------------------
 
 COLD_TARGETS = {
-    "hello": (ROOT / "scripts" / "bench_hello.py", "hello", "/"),
+    "hello": (ROOT / "bench" / "hello.py", "hello", "/"),
     "start": (ROOT / "functions" / "main.py", "start", "/?workflow_id=x"),
     "unblock": (ROOT / "functions" / "main.py", "unblock", "/?token=bad"),
 }
@@ -621,7 +620,7 @@ def importtime(script: Path, runs: int = 3) -> dict[str, Any]:
 
 
 def section_cold(tmp: Path, runs: int, progress: Progress) -> dict[str, Any]:
-    from hitl.stack import LocalServerProc
+    from devstack.stack import LocalServerProc
 
     logs = tmp / "cold"
     logs.mkdir(parents=True, exist_ok=True)
@@ -635,7 +634,7 @@ def section_cold(tmp: Path, runs: int, progress: Progress) -> dict[str, Any]:
     # deployed function finds .pyc files depends on the platform's build: not measured here.)
     compileall.compile_dir(ROOT / "hitl", quiet=1)
     compileall.compile_dir(ROOT / "functions", quiet=1)
-    compileall.compile_file(ROOT / "scripts" / "bench_hello.py", quiet=1)
+    compileall.compile_file(ROOT / "bench" / "hello.py", quiet=1)
     try:
         for name in COLD_TARGETS:  # once each, unmeasured: the page cache
             cold_once(name, env, logs)
@@ -653,7 +652,7 @@ def section_cold(tmp: Path, runs: int, progress: Progress) -> dict[str, Any]:
     out["ratio_unblock"] = out["unblock"]["median"] / hello
     it_runs = 3 if runs >= 5 else 1
     out["importtime_main"] = importtime(ROOT / "functions" / "main.py", it_runs)
-    out["importtime_hello"] = importtime(ROOT / "scripts" / "bench_hello.py", it_runs)
+    out["importtime_hello"] = importtime(ROOT / "bench" / "hello.py", it_runs)
     return out
 
 

@@ -1,4 +1,4 @@
-"""The local stack as real OS processes: used by ``hitl.dev`` and the e2e tests.
+"""The local stack as real OS processes: used by ``devstack.dev`` and the e2e tests.
 
 Each component runs as its own process with its output in a log file;
 ``Stack`` starts them on the ports and folders it is given. Every wait is
@@ -101,7 +101,7 @@ class Proc:
 
 
 class LocalServerProc(Proc):
-    """``python -m hitl.localserver`` on a free port."""
+    """``python -m devstack.localserver`` on a free port."""
 
     def __init__(
         self,
@@ -112,7 +112,7 @@ class LocalServerProc(Proc):
         extra: list[str] | None = None,
         name: str = "localserver",
     ) -> None:
-        args = [PYTHON, "-m", "hitl.localserver", "--port", str(port)]
+        args = [PYTHON, "-m", "devstack.localserver", "--port", str(port)]
         if db is not None:
             args += ["--db", str(db)]
         super().__init__(name, args + (extra or []), log_dir=log_dir)
@@ -140,11 +140,11 @@ def tcp_open(port: int) -> bool:
 
 
 class SmtpSinkProc(Proc):
-    """``python -m hitl.smtpsink`` storing messages in ``inbox``."""
+    """``python -m devstack.smtpsink`` storing messages in ``inbox``."""
 
     def __init__(self, log_dir: Path, inbox: Path, *, port: int = 0, name: str = "smtpsink") -> None:
         super().__init__(
-            name, [PYTHON, "-m", "hitl.smtpsink", "--port", str(port), "--inbox", str(inbox)], log_dir=log_dir
+            name, [PYTHON, "-m", "devstack.smtpsink", "--port", str(port), "--inbox", str(inbox)], log_dir=log_dir
         )
         line = self.wait_for_line("SMTP sink listening on ")
         self.port = int(line.rsplit(":", 1)[1])

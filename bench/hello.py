@@ -1,8 +1,8 @@
 """The bare baseline for the cold-start benchmark: a functions-framework ASGI hello world.
 
-    functions-framework --source scripts/bench_hello.py --target hello --asgi
+    functions-framework --source bench/hello.py --target hello --asgi
 
-``scripts/bench.py`` starts it beside ``start`` and ``unblock`` and times each
+``bench/run.py`` starts it beside ``start`` and ``unblock`` and times each
 from process start to the first answered request.
 """
 

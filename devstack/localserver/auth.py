@@ -16,7 +16,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from hitl.localserver.rules import ProtocolError
+from devstack.localserver.rules import ProtocolError
 
 _BY_ID = {
     "promise.get", "promise.create", "promise.settle", "task.get", "task.acquire", "task.release",

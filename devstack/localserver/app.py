@@ -16,14 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.localserver.auth import Auth
+from devstack.localserver.engine import PROTOCOL_VERSION, Engine
+from devstack.localserver.router import Router
+from devstack.localserver.rules import ProtocolError
+from devstack.localserver.store import Store
 from hitl.clock import now_ms
-from hitl.localserver.auth import Auth
-from hitl.localserver.engine import PROTOCOL_VERSION, Engine
-from hitl.localserver.router import Router
-from hitl.localserver.rules import ProtocolError
-from hitl.localserver.store import Store
 
-logger = logging.getLogger("hitl.localserver")
+logger = logging.getLogger("devstack.localserver")
 
 MAX_STREAMS = 1000
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)

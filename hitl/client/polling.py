@@ -7,7 +7,7 @@
 
 It always names the server explicitly: with no URL the SDK would silently run
 everything in-process, which must never happen here. The edges (functions,
-CLI) use :mod:`hitl.sendonly` instead, which keeps aiohttp off their path.
+CLI) use :mod:`hitl.client.sendonly` instead, which keeps aiohttp off their path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from resonate.transport import Transport
 
 from hitl.settings import ResonateSettings
 
-logger = logging.getLogger("hitl.client")
+logger = logging.getLogger("hitl.client.polling")
 
 
 def polling(settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, pid: str | None = None) -> Resonate:

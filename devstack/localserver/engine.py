@@ -30,8 +30,8 @@ import base64
 import heapq
 from typing import Any
 
-from hitl.localserver import rules
-from hitl.localserver.rules import ProtocolError, origin
+from devstack.localserver import rules
+from devstack.localserver.rules import ProtocolError, origin
 
 PROTOCOL_VERSION = "2026-04-01"
 RETRY_MS = 30_000

@@ -1,20 +1,20 @@
 """Benchmark: the local Resonate server and the hitl stack, over real processes and sockets.
 
-    .venv/bin/python scripts/bench.py [--quick] [--durable] [--skip SECTIONS] [--py-spy DIR] [--out bench-results.json]
+    .venv/bin/python bench/run.py [--quick] [--durable] [--skip SECTIONS] [--py-spy DIR] [--out bench-results.json]
 
 Every component is its own OS process: the local server (``python -m
-hitl.localserver``), the worker(s), the SMTP sink, ``start`` and ``unblock``
+devstack.localserver``), the worker(s), the SMTP sink, ``start`` and ``unblock``
 under ``functions-framework --asgi``, and this script as the driver. Figures
 are medians and p99s over repeated runs; the table is printed and (with
 ``--out``) written as JSON. The load average is printed at start and end: on
 a shared 2-core machine every figure moves with it.
 
-Section 1 (``server``), the local server with the real SDK (``scripts/bench_worker.py``'s
+Section 1 (``server``), the local server with the real SDK (``bench/sdk_worker.py``'s
 ``wf``: create a promise, announce its id, wait on it): resolve latency,
 start+resolve cycles per second, server CPU per workflow with few and many
 waiting, server RSS per waiting workflow.
 
-The hitl stack (``scripts/bench_stack.py``, which documents each):
+The hitl stack (``bench/full_stack.py``, which documents each):
 
 - ``latency``: resume latency, one request at a time: the approver's POST to
   ``unblock`` returning until ``start``'s GET reads the result (and from the
@@ -24,10 +24,10 @@ The hitl stack (``scripts/bench_stack.py``, which documents each):
   every process (``--py-spy DIR``: one more run under py-spy, top functions);
 - ``waiting``: 100 / 1,000 / 10,000 requests waiting at once: server and
   worker RSS, and one more cycle at each level;
-- ``mem``: the server under tracemalloc (``scripts/bench_server_mem.py``) at
+- ``mem``: the server under tracemalloc (``bench/server_mem.py``) at
   the largest level: top allocation sites, bytes per Promise / Task object;
 - ``cold``: cold start of ``start`` and ``unblock`` beside a bare
-  functions-framework hello world (``scripts/bench_hello.py``), and
+  functions-framework hello world (``bench/hello.py``), and
   ``python -X importtime functions/main.py``.
 """
 
@@ -45,21 +45,19 @@ import sys
 import tempfile
 import time
 import uuid
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
-from resonate.connections.sse import resolve_target  # noqa: E402
-from resonate.resonate import Resonate  # noqa: E402
-from resonate.types import TaskData, Value  # noqa: E402
+import aiohttp
+from resonate.connections.sse import resolve_target
+from resonate.resonate import Resonate
+from resonate.types import TaskData, Value
 
-from bench_common import CLK_TCK, bounded, cpu_s, cpu_times, rss_kib, summary  # noqa: E402
-from hitl.stack import PYTHON, LocalServerProc, Proc  # noqa: E402
+from bench.procstats import CLK_TCK, bounded, cpu_s, cpu_times, rss_kib, summary
+from devstack.stack import PYTHON, LocalServerProc, Proc
 
 PROTOCOL_VERSION = "2026-04-01"
 GROUP = "bench"
@@ -129,7 +127,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "loadavg_at_end": None,
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/bench.py", *sys.argv[1:]]),
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
     }
 
 
@@ -224,10 +222,10 @@ class Driver:
 
 
 class ProfiledServerProc(Proc):
-    """The local server under a CPU-time cProfile (``bench_profile_server.py``); stats written when it stops."""
+    """The local server under a CPU-time cProfile (``bench/profile_server.py``); stats written when it stops."""
 
     def __init__(self, log_dir: Path, prof: Path, db: Path | None) -> None:
-        args = [PYTHON, str(ROOT / "scripts" / "bench_profile_server.py"), str(prof), "--port", "0"]
+        args = [PYTHON, "-m", "bench.profile_server", str(prof), "--port", "0"]
         super().__init__("localserver", args + (["--db", str(db)] if db else []), log_dir=log_dir)
         self.url = self.wait_for_line("listening on ").split()[-1]
 
@@ -259,7 +257,7 @@ class ServerRig:
         port = transport.get_extra_info("sockname")[1]
         self.worker = Proc(
             "worker",
-            [PYTHON, str(ROOT / "scripts" / "bench_worker.py"), self.server.url, GROUP, str(port)],
+            [PYTHON, "-m", "bench.sdk_worker", self.server.url, GROUP, str(port)],
             log_dir=self.logs,
         )
         await asyncio.to_thread(self.worker.wait_for_line, "bench worker ready", 30.0)
@@ -462,7 +460,7 @@ async def section_server(tmp: Path, cfg: Config, durable: bool, profile: Path | 
 
 async def section_stack(tmp: Path, cfg: Config, durable: bool, skip: set[str], spy: Path | None) -> dict[str, Any]:
     """Resume latency (one worker, one request at a time), then throughput with one and two workers."""
-    import bench_stack
+    from bench import full_stack as bench_stack
 
     stack = await asyncio.to_thread(bench_stack.start_stack, tmp / "stack", durable=durable)
     d = bench_stack.StackDriver(stack)
@@ -626,7 +624,7 @@ def table(results: dict[str, Any]) -> str:
         it = cold["importtime_main"]
         lines.append(
             f"  python -X importtime functions/main.py (median of runs): {it['total_ms']:.0f} ms, {it['modules']} modules"
-            f" (bench_hello.py: {cold['importtime_hello']['total_ms']:.0f} ms); top 10 cumulative:"
+            f" (bench/hello.py: {cold['importtime_hello']['total_ms']:.0f} ms); top 10 cumulative:"
         )
         for r in it["top_cumulative"]:
             lines.append(
@@ -683,7 +681,7 @@ def main() -> None:
     }
     progress(f"load average at start: {' '.join(results['machine']['loadavg_at_start'])}")
     t0 = time.perf_counter()
-    import bench_stack
+    from bench import full_stack as bench_stack
 
     with tempfile.TemporaryDirectory(prefix="hitl-bench-", delete=not args.keep) as tmp:
         if args.keep:

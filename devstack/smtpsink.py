@@ -1,6 +1,6 @@
 """Local development SMTP sink: accepts every message and stores it as a file.
 
-Run ``python -m hitl.smtpsink --port PORT --inbox DIR [--host 127.0.0.1]``.
+Run ``python -m devstack.smtpsink --port PORT --inbox DIR [--host 127.0.0.1]``.
 The first stdout line is ``SMTP sink listening on HOST:PORT`` (with the real
 port when ``--port 0`` asked for a free one); then one line per message with
 its recipients, subject and approval links (local development links, printed
@@ -239,7 +239,7 @@ async def _serve(host: str, port: int, inbox: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hitl.smtpsink", description="Local development SMTP sink.")
+    parser = argparse.ArgumentParser(prog="python -m devstack.smtpsink", description="Local development SMTP sink.")
     parser.add_argument("--port", type=int, required=True, help="TCP port, 0 for a free one")
     parser.add_argument("--inbox", required=True, help="directory to store .eml files in")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -1,11 +1,11 @@
-"""A minimal SMTP sink for the bulk sections of ``scripts/bench.py`` (thousands of waiting requests).
+"""A minimal SMTP sink for the bulk sections of ``bench/run.py`` (thousands of waiting requests).
 
-    python scripts/bench_sink.py PORT INBOX
+    python bench/light_sink.py PORT INBOX
 
 Speaks just enough SMTP for ``smtplib`` without TLS or auth (EHLO/HELO, MAIL,
 RCPT, DATA, RSET, NOOP, QUIT) and stores each message as
-``INBOX/<X-Hitl-Idempotency-Key>.eml``, the name ``hitl.smtpsink`` gives it,
-without parsing the message: the dev sink (``python -m hitl.smtpsink``), an
+``INBOX/<X-Hitl-Idempotency-Key>.eml``, the name ``devstack.smtpsink`` gives it,
+without parsing the message: the dev sink (``python -m devstack.smtpsink``), an
 aiosmtpd server that parses every message to log its links, costs about three
 times as much CPU per message (3.4 against 0.9 ms over one session), and on a
 2-core machine that would slow the creation of 10,000 waiting requests for

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-logger = logging.getLogger("hitl.localserver")
+logger = logging.getLogger("devstack.localserver")
 
 QUEUE_LIMIT = 1000
 

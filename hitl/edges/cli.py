@@ -140,7 +140,7 @@ def render_progress(progress: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def read_body(path: str) -> bytes:
-    from hitl.request import MAX_BODY_BYTES
+    from hitl.model.request import MAX_BODY_BYTES
 
     # One byte over the limit is enough for parse_start to refuse it.
     try:
@@ -153,7 +153,7 @@ def read_body(path: str) -> bytes:
 
 
 def valid_id(workflow_id: str) -> str:
-    from hitl.request import RequestError, validate_workflow_id
+    from hitl.model.request import RequestError, validate_workflow_id
 
     try:
         return validate_workflow_id(workflow_id)
@@ -167,7 +167,7 @@ def not_found(workflow_id: str) -> Failure:
 
 async def cmd_start(ctx: Context, args: argparse.Namespace) -> Output:
     from hitl import operations
-    from hitl.request import RequestError, parse_start
+    from hitl.model.request import RequestError, parse_start
 
     body = read_body(args.file)
     try:
@@ -219,9 +219,10 @@ async def cmd_list(ctx: Context, args: argparse.Namespace) -> Output:
 
 
 async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
-    from hitl import operations, policy
+    from hitl import operations
     from hitl.clock import now_ms
-    from hitl.policy import vote_value
+    from hitl.model import policy
+    from hitl.model.policy import vote_value
 
     workflow_id = valid_id(args.workflow_id)
     try:
@@ -280,7 +281,7 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
 
 async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
     from hitl import operations
-    from hitl.request import RequestError, parse_cancel
+    from hitl.model.request import RequestError, parse_cancel
 
     # The same rules as a cancel sent to the start function.
     body = json.dumps({"workflow_id": args.workflow_id, "reason": args.reason}).encode()
@@ -305,7 +306,7 @@ async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
 @dataclass(frozen=True, slots=True)
 class Context:
     settings: Any  # hitl.settings.CliSettings
-    client: Any  # hitl.sendonly.SendOnlyClient
+    client: Any  # hitl.client.sendonly.SendOnlyClient
 
     @property
     def timeout(self) -> float:
@@ -375,7 +376,7 @@ async def execute(run: Command, args: argparse.Namespace) -> Output:
     from resonate.error import ServerError
 
     from hitl import operations
-    from hitl.sendonly import send_only
+    from hitl.client.sendonly import send_only
     from hitl.settings import CliSettings, ConfigError
 
     try:

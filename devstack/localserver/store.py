@@ -17,7 +17,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from hitl.localserver.engine import Engine, Promise, Task
+from devstack.localserver.engine import Engine, Promise, Task
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS promises (id TEXT PRIMARY KEY, body TEXT NOT NULL);

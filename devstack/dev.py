@@ -14,7 +14,7 @@ import signal
 import threading
 from pathlib import Path
 
-from hitl.stack import ROOT, Stack
+from devstack.stack import ROOT, Stack
 
 
 def signing_key(state: Path) -> str:
@@ -47,7 +47,7 @@ Try it:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m hitl.dev", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m devstack.dev", description=__doc__.split("\n")[0])
     p.add_argument("--state", type=Path, default=ROOT / "state", help="folder for the database, inbox and logs")
     p.add_argument("--server-port", type=int, default=int(os.environ.get("HITL_DEV_SERVER_PORT", 8001)))
     p.add_argument("--smtp-port", type=int, default=int(os.environ.get("HITL_DEV_SMTP_PORT", 2525)))
