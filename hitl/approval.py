@@ -48,9 +48,10 @@ from resonate.retry import Exponential
 from resonate.types import Value
 
 from hitl.client import runs
-from hitl.clock import iso, now_ms
+from hitl.clock import now_ms
 from hitl.model import policy
-from hitl.model.policy import RUN_MARGIN, WORKFLOW, result_of
+from hitl.model.policy import RUN_MARGIN, WORKFLOW, RoundExpired
+from hitl.model.records import Closed, Decision, Expired, RecordError, Result, Vote, VoteState, vote_state
 from hitl.model.request import ApprovalRequest
 from hitl.notify.dispatcher import Notifier
 
@@ -67,8 +68,6 @@ OPEN_VOTES = "approval.open_votes"
 #: Retries of a notification step: 1 s doubling to 5 min, for about a day.
 NOTIFY_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
 
-_PENDING = object()
-
 
 @dataclass(frozen=True)
 class Group:
@@ -82,19 +81,16 @@ def started_at(run_timeout_at_ms: int, lay: policy.Layout) -> int:
     return run_timeout_at_ms - 1000 * lay.total_seconds - int(RUN_MARGIN.total_seconds() * 1000)
 
 
-def decision_value(decision: str, by: str | None, comment: str, at_ms: int, **extra: Any) -> dict[str, Any]:
-    """A decision as stored in a promise and returned as the run's result."""
-    return {"decision": decision, "by": by, "comment": comment, "decided_at": iso(at_ms), **extra}
-
-
-async def _peek(future: ResonateFuture[Any]) -> Any:
-    """The settled value of ``future``, or ``_PENDING`` (the run will suspend on it)."""
+async def _peek(future: ResonateFuture[Any]) -> tuple[bool, VoteState]:
+    """``(settled, state)`` of a vote: ``(False, None)`` while open (the run will suspend on it)."""
     try:
-        return await future
+        return True, vote_state(await future)
     except Suspended:
-        return _PENDING
+        return False, None
+    except RecordError:
+        raise
     except Exception:  # a promise that timed out: treat as expired
-        return policy.expired_value(0)
+        return True, Expired(0)
 
 
 async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -109,17 +105,17 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     created = [await f.id() for f in futures]
     assert created == lay.ids(), f"promise layout drifted: {created} != {lay.ids()}"
 
-    final: dict[str, Any] | None = None
+    final: Decision | None = None
     for rnd in lay.rounds:
         ends_at = lay.ends_at(start, rnd.index)
         await ctx.run(SCHEDULE_ROUND, req, rnd.index, ends_at, timeout_at)
         await _ask(ctx, req, rnd, ends_at, reminder=None)
 
-        ended = policy.tally(rnd, [await _peek(v) for v in votes[rnd.index]])
+        ended = policy.tally(rnd, [(await _peek(v))[1] for v in votes[rnd.index]])
         if ended is None:
             raise Suspended  # the run suspends on every open vote; any settle resumes it
-        if ended == "expired":
-            final = _on_expiry(req, rnd, ends_at)
+        if isinstance(ended, RoundExpired):
+            final = policy.at_deadline(req, rnd, ends_at)
             if final is None:  # escalated: the next round asks others
                 continue
         else:
@@ -127,21 +123,12 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
         break
     assert final is not None
 
-    states = [await _peek(f) for f in futures]
-    final = {**final, "decisions": policy.audit(states)}
-    still_open = [id for id, state in zip(created, states, strict=True) if state is _PENDING]
+    peeked = [await _peek(f) for f in futures]
+    result = Result(final, policy.audit([state for _, state in peeked]))
+    still_open = [id for id, (settled, _) in zip(created, peeked, strict=True) if not settled]
     if still_open:
-        await ctx.run(CLOSE, still_open, final)
-    return final
-
-
-def _on_expiry(req: ApprovalRequest, rnd: policy.Round, ends_at: int) -> dict[str, Any] | None:
-    action = req.on_expiry.action
-    if action == "escalate" and rnd.index == 0:
-        return None
-    if action in policy.DEFAULT_DECISIONS:
-        return decision_value(policy.DEFAULT_DECISIONS[action], "system", "default decision at the deadline", ends_at)
-    return decision_value("expired", None, "", ends_at)
+        await ctx.run(CLOSE, still_open, final.to_json())
+    return result.to_json()
 
 
 async def _ask(ctx: Context, req: ApprovalRequest, rnd: policy.Round, ends_at: int, *, reminder: int | None) -> None:
@@ -197,16 +184,15 @@ async def notify(
 async def close(ctx: Context, ids: Sequence[str], final: dict[str, Any]) -> None:
     """Settle every promise of the request still open, so its links show the outcome."""
     promises = ctx.get_dependency(Promises)
-    marker = {policy.CLOSED: True, **result_of(final)}
-    marker.pop("decisions", None)
+    marker = Value(data=Closed(Decision.from_json(final)).to_json())
     for id in ids:
-        await promises.resolve(id, Value(data=marker))
+        await promises.resolve(id, marker)
 
 
 async def expire(ctx: Context, vote_ids: list[str]) -> None:
     """Settle the open votes as expired (a vote already cast keeps its decision)."""
     promises = ctx.get_dependency(Promises)
-    value = Value(data=policy.expired_value(now_ms()))
+    value = Value(data=Expired(now_ms()).to_json())
     for id in vote_ids:
         await promises.resolve(id, value)
 
@@ -215,7 +201,7 @@ async def open_votes(ctx: Context, vote_ids: list[str]) -> list[str] | None:
     """The votes still open, or ``None`` once the round has ended."""
     promises = ctx.get_dependency(Promises)
     records = [await promises.get(id) for id in vote_ids]
-    if any(not policy.is_vote(r.value.data) for r in records if r.state != "pending"):
+    if any(not isinstance(vote_state(r.value.data), Vote) for r in records if r.state != "pending"):
         return None  # expired, canceled or closed
     return [r.id for r in records if r.state == "pending"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from resonate.error import ServerError
@@ -19,9 +19,10 @@ from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
 from hitl.client import runs
-from hitl.clock import iso, now_ms
+from hitl.clock import now_ms
 from hitl.model import policy
-from hitl.model.request import ApprovalRequest
+from hitl.model.records import Canceled, Closed, Decision, Expired, RecordError, Result, Vote, VoteState, vote_state
+from hitl.model.request import ApprovalRequest, RequestError, stored_request
 
 RunState = Literal["pending", "done", "failed"]
 
@@ -46,20 +47,28 @@ class IdConflict(Exception):
 class RunStatus:
     workflow_id: str
     status: RunState
-    result: dict[str, Any] | None = None
+    #: The run's result once it is done.
+    result: Result | None = None
+    #: The promise's state when the run failed (``rejected_timedout``, ...).
+    failure: str | None = None
 
     @classmethod
     def of(cls, record: PromiseRecord) -> RunStatus:
         if record.state == "pending":
             return cls(record.id, "pending")
         if record.state == "resolved":
-            return cls(record.id, "done", policy.result_of(record.value.data))
-        return cls(record.id, "failed", {"state": record.state})
+            try:
+                return cls(record.id, "done", Result.from_json(record.value.data))
+            except RecordError:
+                return cls(record.id, "failed", failure="unreadable result")
+        return cls(record.id, "failed", failure=record.state)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"workflow_id": self.workflow_id, "status": self.status}
         if self.result is not None:
-            out["result"] = self.result
+            out["result"] = self.result.to_json()
+        if self.failure is not None:
+            out["result"] = {"state": self.failure}
         return out
 
 
@@ -69,36 +78,37 @@ class Approval:
 
     request: ApprovalRequest
     round: policy.Round
-    approver_vote: PromiseRecord
-    #: The run's result once it finished; the values of the round's votes.
-    result: dict[str, Any] | None
-    votes: list[Any]
+    #: This approver's vote: ``None`` while open.
+    vote: VoteState
+    #: The run's result once it finished.
+    result: Result | None
+    #: The states of the round's votes (for the progress), or ``()`` when not read.
+    votes: tuple[VoteState, ...] = ()
 
     @property
-    def voted(self) -> dict[str, Any] | None:
-        """This approver's own decision, if they made one."""
-        value = self.approver_vote.value.data
-        return policy.result_of(value) if policy.is_vote(value) else None
+    def voted(self) -> Vote | None:
+        """This approver's own vote, if they cast one."""
+        return self.vote if isinstance(self.vote, Vote) else None
 
     @property
-    def canceled(self) -> dict[str, Any] | None:
-        value = self.approver_vote.value.data
-        return policy.result_of(value) if policy.is_canceled(value) else None
+    def canceled(self) -> Decision | None:
+        return self.vote.as_decision() if isinstance(self.vote, Canceled) else None
 
     @property
-    def closed(self) -> dict[str, Any] | None:
+    def closed(self) -> Decision | None:
         """How the request (or this approver's round) ended, or ``None`` while it is open."""
         if self.result is not None:
-            return self.result
-        value = self.approver_vote.value.data
-        if policy.is_expired(value):
-            return {"decision": "expired", "by": None, "comment": "", "decided_at": iso(value.get("at", 0))}
-        if isinstance(value, dict) and (value.get(policy.CLOSED) or policy.is_canceled(value)):
-            return policy.result_of(value)
+            return self.result.decision
+        if isinstance(self.vote, Expired):
+            return Decision.expired(self.vote.at_ms)
+        if isinstance(self.vote, Closed):
+            return self.vote.outcome
+        if isinstance(self.vote, Canceled):
+            return self.vote.as_decision()
         return None
 
     @property
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> policy.Progress:
         return policy.progress(self.round, self.votes)
 
 
@@ -161,22 +171,41 @@ async def request_of(
 ) -> tuple[PromiseRecord, ApprovalRequest] | None:
     """The run ``workflow_id`` and the request it was started with, or ``None``."""
     root = await _get(client, workflow_id, timeout)
-    data = root.param.data if root is not None else None
-    if root is None or not isinstance(data, dict) or data.get("func") != policy.WORKFLOW or not data.get("args"):
+    return _request_in(root) if root is not None else None
+
+
+def _request_in(root: PromiseRecord) -> tuple[PromiseRecord, ApprovalRequest] | None:
+    data = root.param.data
+    if not isinstance(data, dict) or data.get("func") != policy.WORKFLOW or not data.get("args"):
         return None
-    return root, ApprovalRequest.from_json(data["args"][0])
+    try:
+        return root, stored_request(data["args"][0])
+    except RequestError:
+        return None
 
 
-async def _values(client: Client, ids: tuple[str, ...], timeout: float) -> list[PromiseRecord | None]:
-    return list(await asyncio.gather(*(_get(client, id, timeout) for id in ids)))
+async def _states(client: Client, ids: tuple[str, ...], timeout: float) -> list[VoteState]:
+    records = await asyncio.gather(*(_get(client, id, timeout) for id in ids))
+    return [None if r is None else _state_of(r) for r in records]
+
+
+def _state_of(record: PromiseRecord) -> VoteState:
+    try:
+        return vote_state(record.value.data) if record.state != "pending" else None
+    except RecordError:
+        return None  # not a value hitl writes: counts as no vote
+
+
+async def round_states(client: Client, rnd: policy.Round, *, timeout: float) -> list[VoteState]:
+    """The states of ``rnd``'s votes, in its approvers' order."""
+    return await _states(client, rnd.vote_ids, timeout)
 
 
 async def active_round(client: Client, req: ApprovalRequest, *, timeout: float) -> policy.Round:
     """The round asking now: the first, or the next once a round's deadline passed (escalation)."""
     lay = policy.layout(req)
     for rnd in lay.rounds[:-1]:
-        records = await _values(client, rnd.vote_ids, timeout)
-        if not any(r is not None and policy.is_expired(r.value.data) for r in records):
+        if not any(isinstance(s, Expired) for s in await _states(client, rnd.vote_ids, timeout)):
             return rnd
     return lay.rounds[-1]
 
@@ -190,39 +219,48 @@ async def read(client: Client, vote_id: str, *, timeout: float) -> Approval | No
     rnd = policy.layout(req).round_of(vote_id)
     if rnd is None:
         return None
-    records = await _values(client, rnd.vote_ids, timeout)
+    records = await asyncio.gather(*(_get(client, id, timeout) for id in rnd.vote_ids))
     mine = records[rnd.vote_ids.index(vote_id)]
     if mine is None:  # the run has not created its votes yet
         return None
     return Approval(
         request=req,
         round=rnd,
-        approver_vote=mine,
-        result=policy.result_of(root.value.data) if root.state == "resolved" else None,
-        votes=[r.value.data if r is not None else None for r in records],
+        vote=_state_of(mine),
+        result=RunStatus.of(root).result,
+        votes=tuple(None if r is None else _state_of(r) for r in records),
     )
 
 
 DecideOutcome = Literal["recorded", "already", "closed", "unknown"]
 
 
-async def decide(
-    client: Client, vote_id: str, value: dict[str, Any], *, timeout: float
-) -> tuple[DecideOutcome, Approval | None]:
+async def decide(client: Client, vote_id: str, vote: Vote, *, timeout: float) -> tuple[DecideOutcome, Approval | None]:
     """Record an approver's vote. ``recorded`` if it counted; ``already`` if they had
-    decided; ``closed`` if the request had ended; ``unknown`` if there is no such vote."""
-    before = await read(client, vote_id, timeout=timeout)
-    if before is None:
+    decided; ``closed`` if the request had ended; ``unknown`` if there is no such vote.
+
+    One settle, and beside it one read of the request (for the page's subject): the
+    server keeps the first settle, so a vote already cast, a cancel, a deadline or the
+    run's close answer the settle with what they stored, and nothing else is read.
+    """
+    settle = _bounded(client.promises.resolve(vote_id, Value(data=vote.to_json())), timeout)
+    try:
+        record, found = await asyncio.gather(settle, request_of(client, origin_of(vote_id), timeout=timeout))
+    except ServerError as exc:
+        if exc.code == 404:
+            return "unknown", None
+        raise
+    if found is None:
         return "unknown", None
-    if before.voted is not None:
-        return "already", before
-    if before.closed is not None:
-        return "closed", before
-    record = await _bounded(client.promises.resolve(vote_id, Value(data=value)), timeout)
-    after = replace(before, approver_vote=record)
-    if record.value.data == value:
-        return "recorded", after
-    return ("already" if policy.is_vote(record.value.data) else "closed"), after
+    root, req = found
+    rnd = policy.layout(req).round_of(vote_id)
+    if rnd is None:
+        return "unknown", None
+    state = _state_of(record)
+    approval = Approval(req, rnd, state, RunStatus.of(root).result)
+    if state == vote:
+        return "recorded", approval
+    return ("already" if isinstance(state, Vote) else "closed"), approval
 
 
 async def cancel(
@@ -236,28 +274,31 @@ async def cancel(
     root, req = found
     if root.state != "pending":
         return False, RunStatus.of(root)
-    value = Value(data=policy.canceled_value(by=by, reason=reason, at_ms=now_ms()))
+    marker = Canceled(by, reason, now_ms())
     records = await asyncio.gather(
-        *(_bounded(client.promises.resolve(id, value), timeout) for id in policy.layout(req).ids())
+        *(
+            _bounded(client.promises.resolve(id, Value(data=marker.to_json())), timeout)
+            for id in policy.layout(req).ids()
+        )
     )
-    canceled = any(r.value.data == value.data for r in records)
+    canceled = any(_state_of(r) == marker for r in records)
     return canceled, RunStatus(workflow_id, "pending")
 
 
-async def pending(client: Client, *, timeout: float, limit: int = 100) -> list[tuple[ApprovalRequest, dict[str, Any]]]:
-    """Requests still waiting, each with its current round's progress (who has not decided)."""
+async def pending(
+    client: Client, *, timeout: float, limit: int = 100
+) -> list[tuple[ApprovalRequest, int, policy.Progress]]:
+    """Requests still waiting, each with its current round and that round's progress (who has not decided)."""
     page = await _bounded(
         client.promises.search("pending", {"resonate:scope": "global", runs.KIND_TAG: policy.WORKFLOW}, limit, None),
         timeout,
     )
     out = []
     for root in page.promises:
-        data = root.param.data
-        if not isinstance(data, dict) or not data.get("args"):
+        found = _request_in(root)
+        if found is None:
             continue
-        req = ApprovalRequest.from_json(data["args"][0])
+        req = found[1]
         active = await active_round(client, req, timeout=timeout)
-        records = await _values(client, active.vote_ids, timeout)
-        values = [r.value.data if r is not None else None for r in records]
-        out.append((req, {"round": active.index, **policy.progress(active, values)}))
+        out.append((req, active.index, policy.progress(active, await _states(client, active.vote_ids, timeout))))
     return out

@@ -225,16 +225,10 @@ class UnblockSettings:
 @dataclass(frozen=True, slots=True)
 class CliSettings:
     resonate: ResonateSettings
-    #: Loaded (and required) only with ``signing_key=True``: ``hitl decide``.
-    signing_key: bytes | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, signing_key: bool = False) -> CliSettings:
-        r = _Reader("cli", os.environ if env is None else env)
-        return cls(
-            resonate=_resonate(r),
-            signing_key=r.signing_key("HITL_SIGNING_KEY") if signing_key else None,
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
+        return cls(resonate=_resonate(_Reader("cli", os.environ if env is None else env)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from procs import LocalServerProc  # noqa: E402
+from devstack.stack import LocalServerProc  # noqa: E402
 
 
 @pytest.fixture

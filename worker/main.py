@@ -48,9 +48,9 @@ def setup_logging(fmt: LogFormat, secrets: Iterable[str | bytes | None], stream:
     logging.getLogger(SDK_TRACE_LOGGER).setLevel(logging.WARNING)
 
 
-def build(settings: WorkerSettings) -> Resonate:
-    """The worker's client with the approval workflow and its dependencies registered."""
-    resonate = polling(settings.resonate, ttl=settings.task_ttl, sse_timeout=settings.sse_timeout)
+def build(settings: WorkerSettings) -> tuple[Resonate, PollSource]:
+    """The worker's client with the approval workflow and its dependencies registered, and its poll source."""
+    resonate, source = polling(settings.resonate, ttl=settings.task_ttl, sse_timeout=settings.sse_timeout)
     resonate.with_dependency(
         Notifier(
             settings.signing_key,
@@ -64,11 +64,7 @@ def build(settings: WorkerSettings) -> Resonate:
     resonate.with_dependency(resonate.promises)
     resonate.with_dependency(approval.Group(settings.resonate.group))
     approval.register(resonate)
-    return resonate
-
-
-def _source(resonate: Resonate) -> PollSource:
-    return next(c for c in resonate._connections if isinstance(c, PollSource))  # noqa: SLF001
+    return resonate, source
 
 
 async def _drain(resonate: Resonate, timeout: float) -> int:
@@ -82,8 +78,7 @@ async def _drain(resonate: Resonate, timeout: float) -> int:
 
 
 async def serve(settings: WorkerSettings) -> None:
-    resonate = build(settings)
-    source = _source(resonate)
+    resonate, source = build(settings)
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "connected": source.connected.is_set()})

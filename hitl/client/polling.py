@@ -33,8 +33,11 @@ from hitl.settings import ResonateSettings
 logger = logging.getLogger("hitl.client.polling")
 
 
-def polling(settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, pid: str | None = None) -> Resonate:
-    """The worker's client: long-polls ``settings.group`` and runs what arrives.
+def polling(
+    settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, pid: str | None = None
+) -> tuple[Resonate, PollSource]:
+    """The worker's client, which long-polls ``settings.group`` and runs what arrives, and
+    its poll source (whose ``connected`` the worker's readiness check reads).
 
     Must be called inside a running event loop (it starts at once).
     """
@@ -44,7 +47,7 @@ def polling(settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, p
     heartbeat = OriginHeartbeat(
         pid, interval=ttl.total_seconds() / 2, sender=Sender(Transport(network), settings.token)
     )
-    return Resonate(
+    resonate = Resonate(
         network=network,
         sources=[source],
         group=settings.group,
@@ -53,6 +56,7 @@ def polling(settings: ResonateSettings, *, ttl: timedelta, sse_timeout: float, p
         token=settings.token,
         heartbeat=heartbeat,
     )
+    return resonate, source
 
 
 class OriginHeartbeat:

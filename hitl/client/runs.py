@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from resonate.ids import origin_of
 from resonate.promises import Promises
 from resonate.types import PromiseRecord, TaskData, Value
 
@@ -46,7 +47,7 @@ async def create(
     shares its origin. ``not_before`` (ms since the epoch) defers the first
     dispatch until then.
     """
-    origin = (parent or id).split(":", 1)[0]
+    origin = origin_of(parent or id)
     tags = {
         "resonate:origin": origin,
         "resonate:branch": id,

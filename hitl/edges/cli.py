@@ -9,9 +9,9 @@
 
 Every command takes ``--json`` (one JSON document on stdout, for scripts).
 Configuration comes from the environment, as for the functions: ``RESONATE_URL``
-(required), ``RESONATE_TOKEN``, ``HITL_WORKER_GROUP``, ``HITL_SERVER_TIMEOUT``, and
-``HITL_SIGNING_KEY`` for ``decide`` (an operator deciding for an approver must hold
-the key their links are signed with).
+(required), ``RESONATE_TOKEN``, ``HITL_WORKER_GROUP``, ``HITL_SERVER_TIMEOUT``. ``decide``
+writes the vote through the server as the approver's click would: the authority is
+the server's (``RESONATE_TOKEN``), not a link's signature, so it needs no signing key.
 
 Exit codes: 0 done; 1 not found or conflict (already decided, already ended);
 2 usage or configuration error; 3 the Resonate server is unavailable.
@@ -34,7 +34,10 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from hitl.model.policy import Progress
 
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
 
@@ -127,12 +130,12 @@ def render_status(run: dict[str, Any]) -> str:
     return text
 
 
-def render_progress(progress: dict[str, Any]) -> list[tuple[str, Any]]:
+def render_progress(progress: Progress) -> list[tuple[str, Any]]:
     return [
-        ("required", progress["required"]),
-        ("approved", progress["approved"]),
-        ("rejected", progress["rejected"]),
-        ("waiting", ", ".join(progress["waiting"]) or "-"),
+        ("required", progress.required),
+        ("approved", progress.approved),
+        ("rejected", progress.rejected),
+        ("waiting", ", ".join(progress.waiting) or "-"),
     ]
 
 
@@ -197,7 +200,10 @@ async def cmd_list(ctx: Context, args: argparse.Namespace) -> Output:
     from hitl import operations
 
     found = await operations.pending(ctx.client, timeout=ctx.timeout, limit=args.limit)
-    doc = [{"workflow_id": req.workflow_id, "subject": req.subject, **progress} for req, progress in found]
+    doc = [
+        {"workflow_id": req.workflow_id, "subject": req.subject, "round": index, **progress.to_json()}
+        for req, index, progress in found
+    ]
     if not doc:
         return Output(doc, "no pending approvals")
     rows = [
@@ -222,7 +228,7 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
     from hitl import operations
     from hitl.clock import now_ms
     from hitl.model import policy
-    from hitl.model.policy import vote_value
+    from hitl.model.records import Vote
 
     workflow_id = valid_id(args.workflow_id)
     try:
@@ -242,40 +248,33 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
         raise Failure(
             NOT_FOUND, f"{args.approver} is not asked {where} ({', '.join(rnd.approvers)})", workflow_id=workflow_id
         )
-    value = vote_value(
-        approve=args.decision == "approve",
-        by=approver,
-        comment=comment,
-        at_ms=now_ms(),
-        ip="cli",
+    vote = Vote.cast(
+        approve=args.decision == "approve", by=approver, comment=comment, at_ms=now_ms(), ip="cli",
         user_agent=user_agent(),
-    )
-    outcome, state = await operations.decide(ctx.client, rnd.vote_of(approver), value, timeout=ctx.timeout)
+    )  # fmt: skip
+    outcome, state = await operations.decide(ctx.client, rnd.vote_of(approver), vote, timeout=ctx.timeout)
     doc: dict[str, Any] = {"workflow_id": workflow_id, "approver": approver, "outcome": outcome}
     if outcome == "unknown" or state is None:
         raise Failure(
             NOT_FOUND, f"{workflow_id!r} has no vote for {approver} yet (the run is starting); try again", **doc
         )
-    doc["progress"] = state.progress
+    progress = policy.progress(rnd, await operations.round_states(ctx.client, rnd, timeout=ctx.timeout))
+    doc["progress"] = progress.to_json()
     if outcome == "recorded":
-        doc["vote"] = policy.result_of(value)
-        pairs = [
-            ("workflow_id", workflow_id),
-            ("vote", "recorded"),
-            *doc["vote"].items(),
-            *render_progress(state.progress),
-        ]
+        doc["vote"] = vote.as_decision().to_json()
+        pairs = [("workflow_id", workflow_id), ("vote", "recorded"), *doc["vote"].items(), *render_progress(progress)]
         return Output(doc, fields(pairs))
-    if outcome == "already":
-        doc["vote"] = state.voted
-        vote = state.voted or {}
-        error = f"{approver} already decided: {vote.get('decision')} at {vote.get('decided_at')}"
+    if outcome == "already" and state.voted is not None:
+        doc["vote"] = state.voted.as_decision().to_json()
+        error = f"{approver} already decided: {state.voted.decision} at {state.voted.decided_at}"
     else:  # closed
-        doc["result"] = state.closed
-        ended = state.closed or {}
-        error = f"the request has ended: {ended.get('decision')}" + (f" by {ended['by']}" if ended.get("by") else "")
+        ended = state.closed
+        doc["result"] = ended.to_json() if ended is not None else None
+        error = "the request has ended" + (
+            f": {ended.decision}" + (f" by {ended.by}" if ended.by else "") if ended else ""
+        )
     shown = doc.get("vote") or doc.get("result") or {}
-    pairs = [("workflow_id", workflow_id), ("vote", outcome), *shown.items(), *render_progress(state.progress)]
+    pairs = [("workflow_id", workflow_id), ("vote", outcome), *shown.items(), *render_progress(progress)]
     return Output(doc, fields(pairs), NOT_FOUND, clean(error))
 
 
@@ -330,8 +329,8 @@ def parser() -> Parser:
     p = Parser(
         prog="hitl",
         description="Operate durable human-in-the-loop approvals.",
-        epilog="Environment: RESONATE_URL (required), RESONATE_TOKEN, HITL_WORKER_GROUP, HITL_SERVER_TIMEOUT, "
-        "HITL_SIGNING_KEY (decide). Exit codes: 0 ok, 1 not found or conflict, 2 usage or configuration, "
+        epilog="Environment: RESONATE_URL (required), RESONATE_TOKEN, HITL_WORKER_GROUP, HITL_SERVER_TIMEOUT. "
+        "Exit codes: 0 ok, 1 not found or conflict, 2 usage or configuration, "
         "3 server unavailable.",
     )
     p.add_argument("--json", action="store_true", default=False, help="one JSON document on stdout")
@@ -350,14 +349,14 @@ def parser() -> Parser:
     s.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     s.set_defaults(run=cmd_list)
 
-    s = sub.add_parser("decide", parents=[common], help="record an approver's vote (needs HITL_SIGNING_KEY)")
+    s = sub.add_parser("decide", parents=[common], help="record an approver's vote, as their click would")
     s.add_argument("workflow_id", metavar="WORKFLOW_ID")
     s.add_argument("--approver", required=True, metavar="EMAIL", help="whose vote this is")
     choice = s.add_mutually_exclusive_group(required=True)
     choice.add_argument("--approve", dest="decision", action="store_const", const="approve")
     choice.add_argument("--reject", dest="decision", action="store_const", const="reject")
     s.add_argument("--comment", default="", metavar="TEXT")
-    s.set_defaults(run=cmd_decide, signing_key=True)
+    s.set_defaults(run=cmd_decide)
 
     s = sub.add_parser("cancel", parents=[common], help="cancel a pending request")
     s.add_argument("workflow_id", metavar="WORKFLOW_ID")
@@ -380,7 +379,7 @@ async def execute(run: Command, args: argparse.Namespace) -> Output:
     from hitl.settings import CliSettings, ConfigError
 
     try:
-        settings = CliSettings.from_env(signing_key=getattr(args, "signing_key", False))
+        settings = CliSettings.from_env()
     except ConfigError as exc:
         raise Failure(USAGE, f"{exc.var} {exc.reason}") from None
     client = send_only(settings.resonate)

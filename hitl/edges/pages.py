@@ -1,4 +1,4 @@
-"""The HTML pages approvers see, rendered from ``hitl/templates/page_*.html``.
+"""The HTML pages approvers see, rendered from ``hitl/edges/templates/page_*.html``.
 
 Every page is self-contained (inline CSS, no script, no external resource),
 works without JavaScript, and is autoescaped. Link tokens appear only as the
@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from hitl.model.policy import MAX_COMMENT_CHARS  # the one limit, also the comment box's maxlength
+from hitl.model.records import Decision, Verdict
 
 __all__ = [
     "HEADERS",
@@ -42,7 +43,12 @@ HEADERS: Mapping[str, str] = {
 #: Deeper parts of ``details`` are shown as compact JSON text.
 MAX_TABLE_DEPTH = 32
 
-_LABELS = {"approved": "Approved", "rejected": "Rejected", "expired": "Expired", "canceled": "Canceled"}
+_LABELS: dict[Verdict, str] = {
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "expired": "Expired",
+    "canceled": "Canceled",
+}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 #: A details node: text, or the rows (key, node) of a table.
@@ -80,13 +86,13 @@ def decision_page(
     )
 
 
-def done_page(decision: Mapping[str, Any], *, subject: str | None = None) -> str:
+def done_page(decision: Decision, *, subject: str | None = None) -> str:
     """The confirmation after a decision was recorded."""
     summary = _summary(decision)
     return _render("page_done.html", title=summary["label"], summary=summary, subject=subject)
 
 
-def conflict_page(decision: Mapping[str, Any], *, subject: str | None = None, refused: bool = False) -> str:
+def conflict_page(decision: Decision, *, subject: str | None = None, refused: bool = False) -> str:
     """The answer (409) for a request that was already decided (or expired); ``refused``
     when it answers a submitted decision that therefore did not count."""
     return _render(
@@ -139,12 +145,11 @@ def _when(iso: str) -> dict[str, str]:
     return {"iso": iso, "text": text}
 
 
-def _summary(decision: Mapping[str, Any]) -> dict[str, Any]:
-    outcome = str(decision.get("decision", ""))
+def _summary(decision: Decision) -> dict[str, Any]:
     return {
-        "outcome": outcome,
-        "label": _LABELS.get(outcome, "Decided"),
-        "by": decision.get("by") or None,
-        "when": _when(str(decision.get("decided_at", ""))),
-        "comment": str(decision.get("comment") or ""),
+        "outcome": decision.decision,
+        "label": _LABELS[decision.decision],
+        "by": decision.by or None,
+        "when": _when(decision.decided_at or ""),
+        "comment": decision.comment,
     }

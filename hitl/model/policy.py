@@ -17,12 +17,13 @@ reads the events in the order they happened; the first that decides wins.
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from hitl.clock import iso
+from hitl.model.records import AuditEntry, Canceled, Decision, Expired, Vote, VoteState
 from hitl.model.request import ApprovalRequest
 
 #: The registered name of the approval workflow.
@@ -35,18 +36,13 @@ RUN_MARGIN = timedelta(days=1)
 #: Longest comment a vote may carry.
 MAX_COMMENT_CHARS = 2000
 
-#: Keys marking the values votes are settled with by anything but their approver.
-CLOSED = "closed"
-EXPIRED = "expired"
+#: The comment of a default decision (``on_expiry``: ``approve`` or ``reject``).
+DEFAULT_COMMENT = "default decision at the deadline"
 
-#: Every decision a request can end with (the README documents exactly these).
-DECISIONS = ("approved", "rejected", "expired", "canceled")
 
-#: The decision ``on_expiry`` records for its default actions.
-DEFAULT_DECISIONS = {"approve": "approved", "reject": "rejected"}
-
-#: What :func:`tally` answers when a round's deadline came first.
-Expired = Literal["expired"]
+@dataclass(frozen=True, slots=True)
+class RoundExpired:
+    """What :func:`tally` answers when a round's deadline came before a decision."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +102,6 @@ def run_timeout(request: ApprovalRequest) -> timedelta:
     return timedelta(seconds=layout(request).total_seconds) + RUN_MARGIN
 
 
-def result_of(value: Any) -> dict[str, Any]:
-    """The public part of a run's result (or of any stored decision)."""
-    if not isinstance(value, dict):
-        return {"decision": "expired", "by": None, "comment": "", "decided_at": None}
-    out = {k: value.get(k) for k in ("decision", "by", "comment", "decided_at")}
-    if "decisions" in value:
-        out["decisions"] = value["decisions"]
-    return out
-
-
 def clean_comment(raw: str) -> str:
     """A vote's comment as the approver typed it: line breaks as ``\\n`` (browsers send a
     textarea's as CRLF), no surrounding blanks. Raises :class:`ValueError` when too long."""
@@ -125,100 +111,74 @@ def clean_comment(raw: str) -> str:
     return comment
 
 
-def vote_value(*, approve: bool, by: str, comment: str, at_ms: int, ip: str, user_agent: str) -> dict[str, Any]:
-    """An approver's vote as stored in their vote promise: the decision and its audit trail.
-
-    ``click`` makes two submissions distinguishable, so the edge can tell
-    whether the stored vote is the one it just sent.
-    """
-    return {
-        "decision": "approved" if approve else "rejected",
-        "by": by,
-        "comment": comment,
-        "decided_at": iso(at_ms),
-        "at": at_ms,
-        "ip": ip,
-        "user_agent": user_agent[:300],
-        "click": secrets.token_hex(8),
-    }
-
-
-def canceled_value(*, by: str, reason: str, at_ms: int) -> dict[str, Any]:
-    """What a cancel settles every open vote with."""
-    return {"decision": "canceled", "by": by, "comment": reason, "decided_at": iso(at_ms), "at": at_ms}
-
-
-def expired_value(at_ms: int) -> dict[str, Any]:
-    """What a round's deadline settles its open votes with."""
-    return {EXPIRED: True, "at": at_ms}
-
-
-def is_vote(value: Any) -> bool:
-    """Whether a settled vote holds its approver's decision (not a marker)."""
-    return isinstance(value, dict) and value.get("decision") in ("approved", "rejected") and not value.get(CLOSED)
-
-
-def is_canceled(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("decision") == "canceled" and not value.get(CLOSED)
-
-
-def is_expired(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value.get(EXPIRED))
-
-
-def tally(rnd: Round, values: list[Any]) -> dict[str, Any] | Expired | None:
-    """How the round ended, once it has: a decision, ``"expired"``, or ``None`` while open.
+def tally(rnd: Round, states: Sequence[VoteState]) -> Decision | RoundExpired | None:
+    """How the round ended, once it has: a decision, :class:`RoundExpired`, or ``None`` while open.
 
     Events count in the order they happened (``at``, ms): a cancel ends the
     request; the deadline ends the round; votes decide once ``required``
     approvals are in, on the first rejection with a veto, or without one once
     too few approvers are left to reach ``required``. Later events change nothing.
     """
-    events = sorted((v for v in values if isinstance(v, dict) and "at" in v), key=lambda v: (v["at"], str(v.get("by"))))
+    events = sorted(
+        (s for s in states if isinstance(s, Vote | Canceled | Expired)),
+        key=lambda s: (s.at_ms, s.by if isinstance(s, Vote | Canceled) else ""),
+    )
     approvals = rejections = 0
     for event in events:
-        if is_canceled(event):
-            return outcome("canceled", event)
-        if is_expired(event):
-            return "expired"
-        if not is_vote(event):
-            continue
-        if event["decision"] == "approved":
+        if isinstance(event, Canceled):
+            return event.as_decision()
+        if isinstance(event, Expired):
+            return RoundExpired()
+        if event.decision == "approved":
             approvals += 1
         else:
             rejections += 1
         if approvals >= rnd.required:
-            return outcome("approved", event)
+            return Decision("approved", event.by, event.comment, event.decided_at)
         if rnd.veto and rejections:
-            return outcome("rejected", event)
+            return Decision("rejected", event.by, event.comment, event.decided_at)
         if len(rnd.approvers) - rejections < rnd.required:
-            return outcome("rejected", event)
+            return Decision("rejected", event.by, event.comment, event.decided_at)
     return None
 
 
-def outcome(decision: str, vote: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "decision": decision,
-        "by": vote.get("by"),
-        "comment": vote.get("comment", ""),
-        "decided_at": vote.get("decided_at"),
-    }
+def at_deadline(req: ApprovalRequest, rnd: Round, ends_at_ms: int) -> Decision | None:
+    """What ``on_expiry`` makes of round ``rnd`` ending undecided at ``ends_at_ms``:
+    a decision, or ``None`` when the request escalates to its next round."""
+    action = req.on_expiry.action
+    if action == "escalate" and rnd.index == 0:
+        return None
+    if action == "approve":
+        return Decision("approved", "system", DEFAULT_COMMENT, iso(ends_at_ms))
+    if action == "reject":
+        return Decision("rejected", "system", DEFAULT_COMMENT, iso(ends_at_ms))
+    return Decision.expired(ends_at_ms)
 
 
-def progress(rnd: Round, values: list[Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Progress:
     """For the page and the CLI: how many decided what, and who has not."""
-    cast = {v["by"]: v["decision"] for v in values if is_vote(v)}
-    return {
-        "required": rnd.required,
-        "approved": sum(1 for d in cast.values() if d == "approved"),
-        "rejected": sum(1 for d in cast.values() if d == "rejected"),
-        "waiting": [a for a in rnd.approvers if a not in cast],
-    }
+
+    required: int
+    approved: int
+    rejected: int
+    waiting: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"required": self.required, "approved": self.approved, "rejected": self.rejected,
+                "waiting": list(self.waiting)}  # fmt: skip
 
 
-def audit(values: list[Any]) -> list[dict[str, Any]]:
-    """Every decision made, in order: who, what, when, the comment, and where from."""
-    keys = ("decision", "by", "comment", "decided_at", "ip", "user_agent")
-    return [
-        {k: v.get(k) for k in keys} for v in sorted((v for v in values if is_vote(v)), key=lambda v: v.get("at", 0))
-    ]
+def progress(rnd: Round, states: Sequence[VoteState]) -> Progress:
+    cast = {s.by: s.decision for s in states if isinstance(s, Vote)}
+    return Progress(
+        rnd.required,
+        sum(1 for d in cast.values() if d == "approved"),
+        sum(1 for d in cast.values() if d == "rejected"),
+        tuple(a for a in rnd.approvers if a not in cast),
+    )
+
+
+def audit(states: Sequence[VoteState]) -> tuple[AuditEntry, ...]:
+    """Every vote cast, in order: who, what, when, the comment, and where from."""
+    return tuple(v.audit() for v in sorted((s for s in states if isinstance(s, Vote)), key=lambda v: v.at_ms))

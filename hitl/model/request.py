@@ -32,6 +32,7 @@ __all__ = [
     "parse_cancel",
     "parse_duration",
     "parse_start",
+    "stored_request",
     "validate_workflow_id",
 ]
 
@@ -163,6 +164,37 @@ class ApprovalRequest:
             on_expiry=_on_expiry(value.get("on_expiry", "expire"), approvers),
             notify=_notify(value.get("notify", [{"type": "email"}])),
         )
+
+
+def stored_request(value: object) -> ApprovalRequest:
+    """A request as hitl stored it (the ``to_json`` of one :meth:`ApprovalRequest.from_json`
+    accepted), rebuilt without checking every rule again: the edges read it on every page
+    view and click, and validating each approver's address costs more than the rest of
+    the request. Raises :class:`RequestError` (400) when it is not that shape at all.
+    """
+    if not isinstance(value, Mapping):
+        raise _bad(None, "not a stored approval request")
+    try:
+        expiry = value["on_expiry"]
+        on_expiry = (
+            Escalation(str(expiry))
+            if isinstance(expiry, str)
+            else Escalation("escalate", tuple(expiry["to"]), int(expiry["deadline"]), int(expiry["required"]))
+        )
+        return ApprovalRequest(
+            workflow_id=str(value["workflow_id"]),
+            approvers=tuple(str(a) for a in value["approvers"]),
+            subject=str(value["subject"]),
+            details=value["details"],
+            deadline=int(value["deadline"]),
+            required=int(value["required"]),
+            veto=bool(value["veto"]),
+            remind=tuple(int(s) for s in value["remind"]),
+            on_expiry=on_expiry,
+            notify=tuple(Channel(str(c["type"]), c.get("url")) for c in value["notify"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise _bad(None, "not a stored approval request") from None
 
 
 def parse_start(body: bytes, content_type: str | None, *, max_bytes: int = MAX_BODY_BYTES) -> ApprovalRequest:

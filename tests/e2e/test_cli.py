@@ -31,7 +31,7 @@ def env(stack: Stack) -> dict[str, str]:
     """The process environment minus any hitl/Resonate settings, plus the stack's."""
     assert stack.server is not None
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RESONATE_", "HITL_"))}
-    return {**base, "RESONATE_URL": stack.server.url, "HITL_SIGNING_KEY": stack.signing_key, "USER": "ops-jane"}
+    return {**base, "RESONATE_URL": stack.server.url, "USER": "ops-jane"}
 
 
 def hitl(env: dict[str, str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -189,9 +189,12 @@ def test_usage_configuration_and_server_errors(env: dict[str, str], tmp_path: Pa
     r = hitl(no_url, "list")
     assert (r.returncode, r.stdout, r.stderr) == (2, "", "hitl: RESONATE_URL is required\n")
 
-    no_key = {k: v for k, v in env.items() if k != "HITL_SIGNING_KEY"}
-    r = hitl(no_key, "decide", "wf", "--approver", "alice@example.com", "--approve")
-    assert r.returncode == 2 and "HITL_SIGNING_KEY" in r.stderr
+    # decide writes through the server, as the click would: it needs no signing key
+    wf = unique("cli")
+    assert "HITL_SIGNING_KEY" not in env
+    assert start_file(tmp_path, env, body(wf)).returncode == 0
+    r = hitl(env, "decide", wf, "--approver", "alice@example.com", "--approve")
+    assert r.returncode == 0, r.stderr
 
     r = hitl(env, "decide", "wf", "--approver", "alice@example.com")  # neither --approve nor --reject
     assert r.returncode == 2 and r.stderr.count("\n") == 1

@@ -2,7 +2,7 @@
 
 Each path starts a request, acts as the people (or the clock) would, and checks
 the result the status answer carries. The decisions are held to the documented
-set (:data:`hitl.model.policy.DECISIONS`), and the table below must reach every one of
+set (:data:`hitl.model.records.DECISIONS`), and the table below must reach every one of
 them, so a new path cannot invent a spelling unnoticed.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hitl.model import policy
+from hitl.model.records import DECISIONS
 
 from .api import Api
 
@@ -56,7 +56,7 @@ PATHS = [
 
 
 def test_the_paths_reach_every_documented_decision() -> None:
-    assert {p.decision for p in PATHS} == set(policy.DECISIONS)
+    assert {p.decision for p in PATHS} == set(DECISIONS)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
@@ -72,5 +72,5 @@ def test_every_path_ends_in_a_documented_decision(api: Api, path: Path) -> None:
         if act != "wait":
             assert api.decide(links[act], act).status_code == 200
     result = api.wait_done(wf, timeout=30)["result"]
-    assert result["decision"] in policy.DECISIONS
+    assert result["decision"] in DECISIONS
     assert (result["decision"], result["by"]) == (path.decision, path.by)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from listener import Listener
+from support.listener import Listener
 
 from devstack.localserver.engine import PROTOCOL_VERSION
 from devstack.stack import PYTHON, ROOT, Stack, WorkerProc, free_port, http_ok, wait_until

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import LocalServerProc, wait_until
+from devstack.stack import LocalServerProc, wait_until
 
 VERSION = "2026-04-01"
 HOUR_MS = 3_600_000

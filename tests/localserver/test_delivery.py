@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any
 
-from procs import PYTHON, Proc, wait_until
+from devstack.stack import PYTHON, Proc, wait_until
 
 from .conftest import Api, ServerFactory, Sse, uid
 

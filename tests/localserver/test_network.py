@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from procs import free_port, wait_until
+from devstack.stack import free_port, wait_until
 from resonate_base import ORIGIN_HEADER
 from resonate_base.connections import Network
 from resonate_base.error import ConnectorError

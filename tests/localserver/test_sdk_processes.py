@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import PYTHON, ROOT, LocalServerProc, Proc, wait_until
+from devstack.stack import PYTHON, ROOT, LocalServerProc, Proc, wait_until
 
 from devstack.localserver.engine import PROTOCOL_VERSION
 

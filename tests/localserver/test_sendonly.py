@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from procs import LocalServerProc, free_port
+from devstack.stack import LocalServerProc, free_port
 from resonate.error import ServerError
 from resonate.types import Value
 from resonate_base.error import ConnectorError

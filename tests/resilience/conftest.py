@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from listener import Listener
+from support.listener import Listener
 
 from devstack.stack import Stack
 from hitl.notify.email import IDEMPOTENCY_HEADER

@@ -35,7 +35,7 @@ def imported_after(statement: str) -> set[str]:
         # What the first request of each function runs before it talks to the server.
         "import os; os.environ.update(RESONATE_URL='http://127.0.0.1:1', HITL_SIGNING_KEY='k' * 43,"
         " HITL_SLACK_ALLOWED_HOSTS='hooks.slack.com', HITL_WEBHOOK_ALLOWED_HOSTS='.example.com')\n"
-        "import functions.main as m; m._start_context(); m._unblock_context()",
+        "import functions.main as m; m._start_router(); m._unblock_router()",
     ],
 )
 def test_the_edges_never_import_the_workers_machinery(statement: str) -> None:

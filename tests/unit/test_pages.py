@@ -1,3 +1,4 @@
+from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
 
@@ -12,16 +13,12 @@ from hitl.edges.pages import (
     done_page,
     error_page,
 )
+from hitl.model.records import Decision
 
 XSS = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
 APPROVE = "YXBwcm92ZQ.approve-signature"
 REJECT = "cmVqZWN0.reject-signature"
-DECIDED = {
-    "decision": "approved",
-    "by": "alice@example.com",
-    "comment": "Looks good.\nShip it.",
-    "decided_at": "2026-11-23T10:00:00Z",
-}
+DECIDED = Decision("approved", "alice@example.com", "Looks good.\nShip it.", "2026-11-23T10:00:00Z")
 
 
 class Page(HTMLParser):
@@ -180,7 +177,7 @@ def test_decision_page_escapes_everything() -> None:
 
 @pytest.mark.parametrize("render", [done_page, conflict_page])
 def test_decision_summaries_escape_everything(render: Any) -> None:
-    decision = {"decision": "rejected", "by": XSS, "comment": XSS, "decided_at": XSS}
+    decision = Decision("rejected", XSS, XSS, XSS)
     html = render(decision, subject=XSS)
     assert "<script" not in html and "<img" not in html
     assert Page(html).words.count(XSS) >= 3
@@ -202,7 +199,7 @@ def test_done_page() -> None:
 
 
 def test_done_page_without_comment() -> None:
-    page = Page(done_page({**DECIDED, "decision": "rejected", "comment": ""}))
+    page = Page(done_page(replace(DECIDED, decision="rejected", comment="")))
     assert "Rejected" in page.text and "Comment" not in page.words
 
 
@@ -214,12 +211,7 @@ def test_conflict_page_shows_the_first_decision() -> None:
 
 
 def test_conflict_page_after_expiry() -> None:
-    expired = {
-        "decision": "expired",
-        "by": None,
-        "comment": "",
-        "decided_at": "2026-11-30T10:00:00Z",
-    }
+    expired = Decision("expired", None, "", "2026-11-30T10:00:00Z")
     words = Page(conflict_page(expired)).words
     assert "expired" in words and "Expired" in words and "By" not in words
 

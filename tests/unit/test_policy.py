@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from hitl.model import policy
+from hitl.model.policy import RoundExpired
+from hitl.model.records import DECISIONS, Canceled, Closed, Decision, Expired, Vote
 from hitl.model.request import ApprovalRequest
 
 
@@ -21,8 +23,13 @@ def request(**fields: Any) -> ApprovalRequest:
     )
 
 
-def vote(by: str, approve: bool, at: int) -> dict[str, Any]:
-    return policy.vote_value(approve=approve, by=f"{by}@example.com", comment=by, at_ms=at, ip="", user_agent="")
+def vote(by: str, approve: bool, at: int) -> Vote:
+    return Vote.cast(approve=approve, by=f"{by}@example.com", comment=by, at_ms=at, ip="", user_agent="")
+
+
+def decided(outcome: Decision | RoundExpired | None) -> Decision:
+    assert isinstance(outcome, Decision), outcome
+    return outcome
 
 
 def test_layout_ids_follow_from_the_request() -> None:
@@ -36,58 +43,51 @@ def test_layout_ids_follow_from_the_request() -> None:
 def test_k_of_n() -> None:
     rnd = policy.layout(request(required=2)).rounds[0]
     assert policy.tally(rnd, [vote("a", True, 1), None, None]) is None
-    decided = policy.tally(rnd, [vote("a", True, 1), None, vote("c", True, 2)])
-    assert decided is not None and decided != "expired"
-    assert (decided["decision"], decided["by"]) == ("approved", "c@example.com")
+    d = decided(policy.tally(rnd, [vote("a", True, 1), None, vote("c", True, 2)]))
+    assert (d.decision, d.by) == ("approved", "c@example.com")
 
 
 def test_the_first_decisive_event_wins() -> None:
     rnd = policy.layout(request()).rounds[0]
     # b rejected before a approved: with a veto, the rejection came first
-    decided = policy.tally(rnd, [vote("a", True, 5), vote("b", False, 3), None])
-    assert decided != "expired" and decided is not None and decided["decision"] == "rejected"
+    assert decided(policy.tally(rnd, [vote("a", True, 5), vote("b", False, 3), None])).decision == "rejected"
 
 
 def test_without_veto_rejected_when_out_of_reach() -> None:
     rnd = policy.layout(request(required=2, veto=False)).rounds[0]
     assert policy.tally(rnd, [vote("a", False, 1), None, None]) is None
-    decided = policy.tally(rnd, [vote("a", False, 1), vote("b", False, 2), None])
-    assert decided != "expired" and decided is not None and decided["decision"] == "rejected"
+    assert decided(policy.tally(rnd, [vote("a", False, 1), vote("b", False, 2), None])).decision == "rejected"
 
 
 def test_cancel_and_expiry_end_the_round_when_they_come_first() -> None:
     rnd = policy.layout(request(required=2)).rounds[0]
-    canceled = policy.canceled_value(by="ops", reason="moot", at_ms=2)
-    decided = policy.tally(rnd, [vote("a", True, 1), canceled, canceled])
-    assert (
-        decided != "expired"
-        and decided is not None
-        and (decided["decision"], decided["comment"]) == ("canceled", "moot")
-    )
-    assert policy.tally(rnd, [vote("a", True, 1), policy.expired_value(2), policy.expired_value(2)]) == "expired"
+    canceled = Canceled(by="ops", reason="moot", at_ms=2)
+    d = decided(policy.tally(rnd, [vote("a", True, 1), canceled, canceled]))
+    assert (d.decision, d.by, d.comment) == ("canceled", "ops", "moot")
+    assert policy.tally(rnd, [vote("a", True, 1), Expired(2), Expired(2)]) == RoundExpired()
     # a vote cast before the deadline still counts toward a decision reached before it
-    decided = policy.tally(policy.layout(request()).rounds[0], [vote("a", True, 1), policy.expired_value(2), None])
-    assert decided != "expired" and decided is not None and decided["decision"] == "approved"
+    one = policy.layout(request()).rounds[0]
+    assert decided(policy.tally(one, [vote("a", True, 1), Expired(2), None])).decision == "approved"
 
 
-@pytest.mark.parametrize("marker", [{"closed": True, "decision": "approved"}, None, "garbage", {"at": 1}])
-def test_markers_and_garbage_are_not_votes(marker: Any) -> None:
+def test_a_closed_vote_is_not_a_vote() -> None:
     rnd = policy.layout(request()).rounds[0]
-    assert policy.tally(rnd, [marker, None, None]) is None
-    assert policy.audit([marker]) == []
+    closed = Closed(Decision("approved", "b@example.com"))
+    assert policy.tally(rnd, [closed, None, None]) is None
+    assert policy.audit([closed, None]) == ()
 
 
 def test_progress_and_audit() -> None:
     rnd = policy.layout(request(required=2)).rounds[0]
-    values = [vote("a", True, 2), vote("b", False, 1), None]
-    assert policy.progress(rnd, values) == {"required": 2, "approved": 1, "rejected": 1, "waiting": ["c@example.com"]}
-    assert [d["by"] for d in policy.audit(values)] == ["b@example.com", "a@example.com"]
+    states = [vote("a", True, 2), vote("b", False, 1), None]
+    assert policy.progress(rnd, states) == policy.Progress(2, 1, 1, ("c@example.com",))
+    assert [d.by for d in policy.audit(states)] == ["b@example.com", "a@example.com"]
 
 
 def test_clean_comment() -> None:
     assert policy.clean_comment(" a\r\nb\rc ") == "a\nb\nc"
     policy.clean_comment("x\r\n" * 1000)  # 2000 characters once the line breaks are counted as typed
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at most 2000"):
         policy.clean_comment("x" * 2001)
 
 
@@ -96,13 +96,18 @@ def test_clean_comment() -> None:
     [("expire", "expired", None), ("approve", "approved", "system"), ("reject", "rejected", "system")],
 )
 def test_every_on_expiry_action_ends_in_a_documented_decision(on_expiry: str, decision: str, by: str | None) -> None:
-    from hitl import approval
-
     req = request(on_expiry=on_expiry)
-    final = approval._on_expiry(req, policy.layout(req).rounds[0], 1_000)
+    final = policy.at_deadline(req, policy.layout(req).rounds[0], 1_000)
     assert final is not None
-    assert (final["decision"], final["by"]) == (decision, by)
-    assert final["decision"] in policy.DECISIONS
+    assert (final.decision, final.by) == (decision, by)
+    assert final.decision in DECISIONS
+
+
+def test_escalation_asks_the_next_round_then_expires() -> None:
+    req = request(on_expiry={"action": "escalate", "to": ["boss@example.com"], "deadline": 60})
+    first, second = policy.layout(req).rounds
+    assert policy.at_deadline(req, first, 1_000) is None
+    assert policy.at_deadline(req, second, 2_000) == Decision.expired(2_000)
 
 
 def test_the_documented_decisions_are_the_readme_s() -> None:
@@ -111,4 +116,4 @@ def test_the_documented_decisions_are_the_readme_s() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     documented = '"approved"|"rejected"|"expired"|"canceled"'
     assert documented in readme
-    assert policy.DECISIONS == ("approved", "rejected", "expired", "canceled")
+    assert DECISIONS == ("approved", "rejected", "expired", "canceled")

@@ -1,0 +1,155 @@
+"""The ``start`` function: start an approval, read its status, cancel it.
+
+    POST /         a request body (JSON)   -> 202 pending, 200 done, 400/409/413/415, 401 (signature)
+    GET  /?workflow_id=ID                   -> 202 pending, 200 done, 404
+    POST /cancel   {"workflow_id", "reason"?} -> 202, 404, 409
+
+It parses, asks :mod:`hitl.operations`, and answers; it holds nothing between
+requests. Every answer is JSON; a server that does not answer in time is a 503
+with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hitl import logs, operations
+from hitl.edges.plumbing import RETRY_AFTER, Router, json_response, read_body
+from hitl.model.request import (
+    MAX_BODY_BYTES,
+    ApprovalRequest,
+    RequestError,
+    parse_cancel,
+    parse_start,
+    validate_workflow_id,
+)
+from hitl.security import signatures
+from hitl.settings import StartSettings
+
+logger = logging.getLogger("hitl.edges.start")
+
+NOT_FOUND = {"error": "no approval with this workflow_id", "field": "workflow_id"}
+
+
+class Start:
+    """The function's handlers over one client; :meth:`router` is what it serves."""
+
+    def __init__(
+        self, settings: StartSettings, client: operations.Client, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.clock = clock
+
+    def router(self) -> Router:
+        return Router(
+            {"": {"GET": self.status, "POST": self.start}, "/cancel": {"POST": self.cancel}},
+            refuse=lambda status, message, headers: json_response(status, {"error": message}, **headers),
+            project=self.settings.project,
+        )
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.resonate.timeout
+
+    async def _signed_body(self, request: Request) -> bytes | Response:
+        """The body, once it is within the size limit and signed (when a secret is set)."""
+        body = await read_body(request, MAX_BODY_BYTES)
+        if body is None:
+            return json_response(413, {"error": f"the body must be at most {MAX_BODY_BYTES} bytes"})
+        if self.settings.webhook_secret is not None:
+            try:
+                signatures.verify(
+                    self.settings.webhook_secret, body, request.headers.get(signatures.HEADER), now=self.clock()
+                )
+            except signatures.SignatureError as exc:
+                return json_response(401, {"error": str(exc)})
+        return body
+
+    async def start(self, request: Request) -> Response:
+        body = await self._signed_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            req = parse_start(body, request.headers.get("content-type"))
+            self._check_channels(req)
+        except RequestError as exc:
+            return json_response(exc.status, exc.to_json())
+        with logs.bind(workflow_id=req.workflow_id):
+            try:
+                run = await operations.start(self.client, self.settings.resonate.group, req, timeout=self.timeout)
+            except operations.IdConflict:
+                return json_response(
+                    409, {"error": "this workflow_id is already used by a different request", "field": "workflow_id"}
+                )
+            except operations.ServerUnavailable as exc:
+                return unavailable(exc)
+            logger.info("approval started", extra={"fields": {"status": run.status}})
+            return json_response(202 if run.status == "pending" else 200, run.to_json())
+
+    def _check_channels(self, req: ApprovalRequest) -> None:
+        """Slack and webhook URLs must point at an allowed host (the worker will POST there).
+
+        The check's module is imported only when a channel names a URL: it parses with yarl
+        (as the worker's aiohttp POST will), ~15 ms an email-only start need not pay.
+        """
+        for i, channel in enumerate(req.notify):
+            if channel.url is not None:
+                from hitl.notify.urls import NotifyError, check_url
+
+                try:
+                    check_url(channel.url, allowed_hosts=self.settings.hosts.for_channel(channel.type))
+                except NotifyError as exc:
+                    raise RequestError(400, f"notify[{i}].url", str(exc)) from None
+
+    async def status(self, request: Request) -> Response:
+        try:
+            workflow_id = validate_workflow_id(request.query_params.get("workflow_id"))
+        except RequestError as exc:
+            return json_response(exc.status, exc.to_json())
+        try:
+            run = await operations.status(self.client, workflow_id, timeout=self.timeout)
+        except operations.ServerUnavailable as exc:
+            return unavailable(exc)
+        if run is None:
+            return json_response(404, NOT_FOUND)
+        return json_response(202 if run.status == "pending" else 200, run.to_json())
+
+    async def cancel(self, request: Request) -> Response:
+        body = await self._signed_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            workflow_id, reason = parse_cancel(body, request.headers.get("content-type"))
+        except RequestError as exc:
+            return json_response(exc.status, exc.to_json())
+        by = caller(request.headers)
+        with logs.bind(workflow_id=workflow_id):
+            try:
+                outcome = await operations.cancel(self.client, workflow_id, by=by, reason=reason, timeout=self.timeout)
+            except operations.ServerUnavailable as exc:
+                return unavailable(exc)
+            if outcome is None:
+                return json_response(404, NOT_FOUND)
+            canceled, run = outcome
+            if not canceled:
+                return json_response(409, {"error": "the request has already ended", **run.to_json()})
+            logger.info("approval canceled", extra={"fields": {"by": by}})
+            return json_response(202, {"workflow_id": workflow_id, "status": "canceling"})
+
+
+def caller(headers: Mapping[str, str]) -> str:
+    """Who asked: the authenticated principal Cloud Run forwards, else ``requester``."""
+    return headers.get("x-goog-authenticated-user-email", "").removeprefix("accounts.google.com:") or "requester"
+
+
+def unavailable(exc: Exception) -> Response:
+    logger.warning("resonate server unavailable", extra={"fields": {"error": str(exc)}})
+    return json_response(
+        503, {"error": "the workflow server is unavailable, try again later"}, **{"Retry-After": RETRY_AFTER}
+    )

@@ -1,0 +1,185 @@
+"""The ``unblock`` function: the page behind an emailed link, and the decision it posts.
+
+    GET|HEAD /?token=T    the decision page; changes nothing (mail scanners fetch links too)
+    POST /                token, comment (a form) -> records the vote: 200, or 409/410 with what stood
+
+Links are signed (:mod:`hitl.security.tokens`); a tampered, truncated or
+expired one is a 403 whatever else is wrong. Every answer is an HTML page.
+A click costs one settle and one read of the request beside it
+(:func:`hitl.operations.decide`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qsl
+
+from resonate.ids import origin_of
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from hitl import logs, operations
+from hitl.clock import now_ms
+from hitl.edges import pages
+from hitl.edges.plumbing import RETRY_AFTER, Router, client_ip, read_body
+from hitl.model.policy import MAX_COMMENT_CHARS, clean_comment
+from hitl.model.records import Vote
+from hitl.security import tokens
+from hitl.settings import UnblockSettings
+
+logger = logging.getLogger("hitl.edges.unblock")
+
+MAX_FORM_BYTES = 16_384
+
+INVALID_LINK = (403, "This link is not valid", "The link is incomplete, altered or has expired. Use the newest message you received.")  # fmt: skip
+UNKNOWN = (404, "Request not found", "There is no approval request for this link.")
+UNAVAILABLE = (
+    503,
+    "Try again in a moment",
+    "The approval service is briefly unavailable, so your decision may not have been recorded. "
+    "Open the link again in a moment: it shows whether it was.",
+)
+CANCELED = (410, "This request was canceled", "The requester canceled it; there is nothing left to decide.")
+
+
+def page(status: int, html: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(
+        html, status_code=status, headers={**pages.HEADERS, "X-Frame-Options": "DENY", **(headers or {})}
+    )
+
+
+def error(status: int, title: str, message: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    return page(status, pages.error_page(status, title, message), headers)
+
+
+class Unblock:
+    """The function's handlers over one client and signing key; :meth:`router` is what it serves."""
+
+    def __init__(
+        self, settings: UnblockSettings, client: operations.Client, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.clock = clock
+
+    def router(self) -> Router:
+        return Router(
+            {"": {"GET": self.show, "HEAD": self.show, "POST": self.decide}},
+            refuse=lambda status, _, headers: error(
+                status,
+                "Not here" if status == 404 else "Method not allowed",
+                "Open the link from your message.",
+                headers,
+            ),  # fmt: skip
+            project=self.settings.project,
+        )
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.resonate.timeout
+
+    def _verify(self, token: str | None) -> tokens.Claims | None:
+        if not token:
+            return None
+        try:
+            return tokens.verify(self.settings.signing_key, token, now=self.clock())
+        except tokens.TokenError as exc:
+            logger.info("link refused", extra={"fields": {"reason": exc.reason}})
+            return None
+
+    async def show(self, request: Request) -> Response:
+        claims = self._verify(request.query_params.get("token"))
+        if claims is None:
+            return error(*INVALID_LINK)
+        with logs.bind(workflow_id=origin_of(claims.promise_id), promise_id=claims.promise_id):
+            try:
+                found = await operations.read(self.client, claims.promise_id, timeout=self.timeout)
+            except operations.ServerUnavailable:
+                return error(*UNAVAILABLE, {"Retry-After": RETRY_AFTER})
+            if found is None:
+                return error(*UNKNOWN)
+            ended = ended_page(found)
+            if ended is not None:
+                return ended
+            key = self.settings.signing_key
+            html = pages.decision_page(
+                subject=found.request.subject,
+                details=found.request.details,
+                approver=claims.approver,
+                deadline_at_iso=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.expires_at)),
+                approve_token=tokens.sign(key, tokens.counterpart(claims, "approve")),
+                reject_token=tokens.sign(key, tokens.counterpart(claims, "reject")),
+                action_url=str(request.url.replace(query="")),
+                progress={**found.progress.to_json(), "approvers": len(found.round.approvers)},
+            )
+            return page(200, html)
+
+    async def decide(self, request: Request) -> Response:
+        body = await read_body(request, MAX_FORM_BYTES)
+        if body is None:
+            return error(413, "Too large", "The comment is too long.")
+        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return error(415, "Unsupported form", "Submit the decision from the approval page.")
+        form = parse_form(body)
+        if form is None:
+            return error(400, "Bad form", "Submit the decision from the approval page.")
+        claims = self._verify(form.get("token"))
+        if claims is None:
+            return error(*INVALID_LINK)
+        try:
+            comment = clean_comment(form.get("comment", ""))
+        except ValueError:
+            return error(400, "Comment too long", f"Keep the comment under {MAX_COMMENT_CHARS} characters.")
+        vote = Vote.cast(
+            approve=claims.decision == "approve",
+            by=claims.approver,
+            comment=comment,
+            at_ms=now_ms(),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent", ""),
+        )
+        with logs.bind(workflow_id=origin_of(claims.promise_id), promise_id=claims.promise_id):
+            try:
+                outcome, found = await operations.decide(self.client, claims.promise_id, vote, timeout=self.timeout)
+            except operations.ServerUnavailable:
+                return error(*UNAVAILABLE, {"Retry-After": RETRY_AFTER})
+            if outcome == "unknown" or found is None:
+                return error(*UNKNOWN)
+            if outcome != "recorded":
+                logger.info("decision refused", extra={"fields": {"reason": outcome, "by": claims.approver}})
+                return ended_page(found, refused=True) or error(
+                    409, "Already decided", "This request was already decided."
+                )
+            logger.info(
+                "decision recorded",
+                extra={
+                    "fields": {
+                        "decision": vote.decision, "by": vote.by, "comment": comment, "ip": vote.ip,
+                        "user_agent": vote.user_agent,
+                    }
+                },
+            )  # fmt: skip
+            return page(200, pages.done_page(vote.as_decision(), subject=found.request.subject))
+
+
+def ended_page(found: operations.Approval, *, refused: bool = False) -> HTMLResponse | None:
+    """The page for a request this approver can no longer decide, else ``None``
+    (``refused``: it answers a decision that was just submitted and did not count)."""
+    subject = found.request.subject
+    if found.voted is not None:
+        return page(409, pages.conflict_page(found.voted.as_decision(), subject=subject, refused=refused))
+    if found.canceled is not None:
+        return error(*CANCELED)
+    if found.closed is not None:
+        return page(409, pages.conflict_page(found.closed, subject=subject, refused=refused))
+    return None
+
+
+def parse_form(body: bytes) -> dict[str, str] | None:
+    """The fields of an url-encoded form, or ``None`` when it cannot be parsed."""
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), max_num_fields=10))
+    except (UnicodeDecodeError, ValueError):
+        return None
