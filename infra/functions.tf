@@ -44,6 +44,7 @@ resource "google_cloudfunctions2_function" "start" {
       HITL_SLACK_ALLOWED_HOSTS   = var.slack_allowed_hosts
       HITL_WEBHOOK_ALLOWED_HOSTS = var.webhook_allowed_hosts
       HITL_LOG_FORMAT            = var.log_format
+      GOOGLE_CLOUD_PROJECT       = var.project_id
     }
 
     secret_environment_variables {
@@ -107,9 +108,10 @@ resource "google_cloudfunctions2_function" "unblock" {
     service_account_email            = google_service_account.unblock.email
 
     environment_variables = {
-      RESONATE_URL        = google_cloud_run_v2_service.server.uri
-      HITL_SERVER_TIMEOUT = tostring(var.server_timeout)
-      HITL_LOG_FORMAT     = var.log_format
+      RESONATE_URL         = google_cloud_run_v2_service.server.uri
+      HITL_SERVER_TIMEOUT  = tostring(var.server_timeout)
+      HITL_LOG_FORMAT      = var.log_format
+      GOOGLE_CLOUD_PROJECT = var.project_id
     }
 
     secret_environment_variables {

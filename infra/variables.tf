@@ -275,6 +275,17 @@ variable "notify_timeout" {
   }
 }
 
+variable "delivery_retry_for" {
+  description = "Seconds the worker keeps retrying the delivery of a decision to a caller's webhook or promise (HITL_DELIVERY_RETRY_FOR)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.delivery_retry_for >= 60 && var.delivery_retry_for <= 2592000 && floor(var.delivery_retry_for) == var.delivery_retry_for
+    error_message = "delivery_retry_for must be a whole number of seconds from 60 (one minute) to 2592000 (30 days)."
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Email (worker)
 # ---------------------------------------------------------------------------

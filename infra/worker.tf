@@ -102,8 +102,16 @@ resource "google_cloud_run_v2_service" "worker" {
         }
       }
       env {
+        name  = "HITL_DELIVERY_RETRY_FOR"
+        value = tostring(var.delivery_retry_for)
+      }
+      env {
         name  = "HITL_LOG_FORMAT"
         value = var.log_format
+      }
+      env {
+        name  = "GOOGLE_CLOUD_PROJECT"
+        value = var.project_id
       }
       env {
         name  = "SMTP_HOST"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from hitl.settings import ENV_VARS, SECRET_VARS, WorkerSettings
 from infra_helpers import (
     COMPONENT_RESOURCES,
     ROOT,
@@ -19,6 +17,8 @@ from infra_helpers import (
     hcl_string,
     members_service_accounts,
 )
+
+from hitl.settings import ENV_VARS, SECRET_VARS, WorkerSettings
 
 APP_PREFIXES = ("HITL_", "RESONATE_", "SMTP_")
 #: Set by Cloud Run itself (from the container port); it rejects a PORT env entry.
@@ -45,6 +45,21 @@ def test_secret_vars_come_from_secret_manager_and_nothing_else_does(tf: Terrafor
             assert env.secret and env.value is None, f"{component}: {name} must come from Secret Manager"
         else:
             assert env.secret is None, f"{component}: {name} is not a secret"
+
+
+@pytest.mark.parametrize("component", ["start", "unblock", "worker"])
+def test_google_cloud_project_is_the_project_id(tf: Terraform, component: str) -> None:
+    assert expr(component_env(tf, component)["GOOGLE_CLOUD_PROJECT"].value) == "var.project_id"
+
+
+def test_delivery_retry_comes_from_a_validated_variable_with_the_code_default(tf: Terraform) -> None:
+    env = component_env(tf, "worker")["HITL_DELIVERY_RETRY_FOR"]
+    assert expr(env.value) == "tostring(var.delivery_retry_for)"
+    var = tf.variables["delivery_retry_for"]
+    assert var["type"] == "${number}" or var["type"] == "number"
+    default = WorkerSettings.__dataclass_fields__["delivery_retry_for"].default
+    assert var["default"] == default.total_seconds() == 86400
+    assert var.get("validation"), "delivery_retry_for needs a validation"
 
 
 def test_webhook_secret_is_set_only_in_webhook_mode(tf: Terraform) -> None:
