@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-
 from infra_helpers import Terraform, cloudbuild, step_commands
 
 #: Cloud Build substitution -> the Terraform variable it must be passed as.

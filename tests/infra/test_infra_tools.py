@@ -11,7 +11,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-
 from infra_helpers import ROOT, Terraform, expr, hcl_string
 
 
