@@ -51,24 +51,30 @@ variable "deletion_protection" {
 # ---------------------------------------------------------------------------
 
 variable "resonate_image" {
-  description = "Resonate server image, pinned by version tag or digest. Needs a release with the `<origin>:<lineage>` id format (after v0.9.8)."
+  description = "Resonate server image, pinned: REPO:TAG, REPO@sha256:DIGEST or REPO:TAG@sha256:DIGEST (README.md, \"Pinning the server image\"). Needs v0.10.0 or later: the first release with the SDK's `<origin>:<lineage>` ids."
   type        = string
-  default     = "docker.io/resonatehqio/resonate:v0.9.9"
+  default     = "docker.io/resonatehqio/resonate:v0.10.0"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$", var.resonate_image))
+    error_message = "resonate_image must be an image reference: [REGISTRY/]REPO[:TAG][@sha256:DIGEST]."
+  }
 
   validation {
     condition     = can(regex("(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$", var.resonate_image))
-    error_message = "resonate_image must end with a tag (:vX.Y.Z) or a digest (@sha256:...)."
+    error_message = "resonate_image must end with a tag (:v0.10.0) or a digest (@sha256:<64 hex>), or carry both (:v0.10.0@sha256:...)."
   }
 
   validation {
     condition     = !can(regex(":(latest|dev|main)$", var.resonate_image))
-    error_message = "resonate_image must be pinned: not :latest, :dev or :main."
+    error_message = "resonate_image must be pinned: not :latest, :dev or :main (a digest after the tag pins it: :latest@sha256:...)."
   }
 
   validation {
-    # Releases up to v0.9.8 split ids on "." and reject the SDK's "<origin>:<lineage>" ids.
-    condition     = !can(regex(":v0\\.([0-8]\\.[0-9]+|9\\.[0-8])$", var.resonate_image))
-    error_message = "resonate_image must be a release after v0.9.8 (earlier servers do not accept the SDK's ids)."
+    # Releases before v0.10.0 split ids on "." and reject the SDK's "<origin>:<lineage>" ids
+    # (resonatehq/resonate PR #1127, released in v0.10.0; v0.9.9 was never published).
+    condition     = !can(regex(":v?0\\.[0-9]\\.[0-9]+([-+][A-Za-z0-9.-]*)?(@|$)", var.resonate_image))
+    error_message = "resonate_image must be v0.10.0 or later: earlier servers do not accept the SDK's <origin>:<lineage> ids."
   }
 }
 

@@ -301,19 +301,38 @@ def _accepted(tf: Terraform, variable: str, value: str) -> bool:
         ("region", "Europe", False),
         ("project_id", "my-project", True),
         ("project_id", "My_Project", False),
-        ("resonate_image", "docker.io/resonatehqio/resonate:v0.9.9", True),
+        ("resonate_image", "docker.io/resonatehqio/resonate:v0.10.0", True),
         ("resonate_image", "ghcr.io/resonatehq/resonate:v0.10.0", True),
+        ("resonate_image", "resonatehqio/resonate:v0.11.2", True),
+        ("resonate_image", "resonatehqio/resonate:v1.0.0", True),
         ("resonate_image", "resonatehqio/resonate@sha256:" + "a" * 64, True),
+        ("resonate_image", "docker.io/resonatehqio/resonate:v0.10.0@sha256:" + "0123456789abcdef" * 4, True),
+        ("resonate_image", "europe-docker.pkg.dev/p/mirror/resonate:v0.10.0", True),
         ("resonate_image", "resonatehqio/resonate:latest", False),
         ("resonate_image", "resonatehqio/resonate", False),
+        ("resonate_image", "resonatehqio/resonate@sha256:abc", False),
+        ("resonate_image", "resonatehqio/resonate:v0.10.0 ", False),
+        # v0.9.9 was never released; every 0.x before 0.10 splits ids on "." (PR #1127 is in v0.10.0).
+        ("resonate_image", "docker.io/resonatehqio/resonate:v0.9.9", False),
         ("resonate_image", "resonatehqio/resonate:v0.9.8", False),
         ("resonate_image", "resonatehqio/resonate:v0.8.3", False),
+        ("resonate_image", "resonatehqio/resonate:v0.9.8@sha256:" + "a" * 64, False),
         ("worker_image_tag", "0123456789abcdef", True),
         ("worker_image_tag", "has space", False),
     ],
 )
 def test_validations(tf: Terraform, variable: str, value: str, ok: bool) -> None:
     assert _accepted(tf, variable, value) is ok
+
+
+def test_the_default_server_image_is_the_release_with_the_sdk_id_format(tf: Terraform) -> None:
+    default = tf.variables["resonate_image"]["default"]
+    assert default == "docker.io/resonatehqio/resonate:v0.10.0"
+    assert _accepted(tf, "resonate_image", default)
+    example = re.search(
+        r'^resonate_image\s*=\s*"([^"]+)"', (ROOT / "infra" / "terraform.tfvars.example").read_text(), re.M
+    )
+    assert example and _accepted(tf, "resonate_image", example.group(1))
 
 
 def test_moving_image_tags_are_refused(tf: Terraform) -> None:
