@@ -107,4 +107,8 @@ resource "google_sql_user" "resonate" {
   name     = "resonate"
   instance = google_sql_database_instance.resonate.name
   password = random_password.db.result
+  # The user owns the server's tables, and Postgres refuses to drop a role that
+  # owns objects: deleting it would stop `terraform destroy`. Deleting the
+  # instance removes it anyway.
+  deletion_policy = "ABANDON"
 }

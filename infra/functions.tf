@@ -32,10 +32,11 @@ resource "google_cloudfunctions2_function" "start" {
     available_cpu                    = "1"
     available_memory                 = "512Mi"
     max_instance_request_concurrency = 40
-    timeout_seconds                  = 60
-    ingress_settings                 = "ALLOW_ALL"
-    all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.start.email
+    # GET ?workflow_id=...&wait=60 holds the request up to 60 s (long poll).
+    timeout_seconds                = 90
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.start.email
 
     environment_variables = {
       RESONATE_URL               = google_cloud_run_v2_service.server.uri

@@ -131,8 +131,10 @@ variable "db_tier" {
   default     = "db-f1-micro"
 
   validation {
-    condition     = can(regex("^db-(f1-micro|g1-small|custom-[0-9]+-[0-9]+|perf-optimized-N-[0-9]+)$", var.db_tier))
-    error_message = "db_tier must be a Cloud SQL tier such as db-f1-micro, db-g1-small or db-custom-1-3840."
+    # The instance's edition is ENTERPRISE (database.tf): Enterprise Plus tiers
+    # (db-perf-optimized-N-*) would be refused by the API at apply time.
+    condition     = can(regex("^db-(f1-micro|g1-small|custom-[0-9]+-[0-9]+)$", var.db_tier))
+    error_message = "db_tier must be a Cloud SQL Enterprise edition tier for Postgres: db-f1-micro, db-g1-small or db-custom-CPUS-MEMORY_MB (Enterprise Plus db-perf-optimized-N-* tiers do not fit the ENTERPRISE edition)."
   }
 }
 
@@ -384,6 +386,11 @@ variable "start_invokers" {
       for m in var.start_invokers : can(regex("^(user|serviceAccount|group|domain|principal|principalSet):.+$", m))
     ])
     error_message = "start_invokers must be IAM principals (user:, serviceAccount:, group:, domain:, principal:, principalSet:); use start_auth = \"webhook\" for a public start."
+  }
+
+  validation {
+    condition     = var.start_auth != "iam" || length(var.start_invokers) > 0
+    error_message = "start_auth = \"iam\" needs at least one principal in start_invokers (e.g. the deployer service account, for the smoke test): with none, nobody can call start."
   }
 }
 

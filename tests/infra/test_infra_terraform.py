@@ -198,6 +198,15 @@ def test_functions_build_python312_from_the_bundle(tf: Terraform, name: str) -> 
     assert address(build["service_account"]) == "google_service_account.functions_build"
 
 
+#: GET start?workflow_id=...&wait=60 holds the request up to 60 s (the long poll).
+LONGEST_START_WAIT = 60
+
+
+def test_start_timeout_is_well_above_the_long_poll(tf: Terraform) -> None:
+    service = tf.block(COMPONENT_RESOURCES["start"])["service_config"][0]
+    assert service["timeout_seconds"] >= LONGEST_START_WAIT + 30
+
+
 def test_unblock_is_public_and_start_is_chosen_by_variable(tf: Terraform) -> None:
     bindings = tf.of_type("google_cloud_run_v2_service_iam_binding")
     unblock = bindings["google_cloud_run_v2_service_iam_binding.unblock_invoker"]
@@ -317,6 +326,12 @@ def _accepted(tf: Terraform, variable: str, value: str) -> bool:
         ("resonate_image", "resonatehqio/resonate:v0.9.8", False),
         ("resonate_image", "resonatehqio/resonate:v0.8.3", False),
         ("resonate_image", "resonatehqio/resonate:v0.9.8@sha256:" + "a" * 64, False),
+        ("db_tier", "db-f1-micro", True),
+        ("db_tier", "db-g1-small", True),
+        ("db_tier", "db-custom-1-3840", True),
+        # Enterprise Plus tiers: the instance's edition is fixed to ENTERPRISE (database.tf).
+        ("db_tier", "db-perf-optimized-N-2", False),
+        ("db_tier", "db-n1-standard-1", False),
         ("worker_image_tag", "0123456789abcdef", True),
         ("worker_image_tag", "has space", False),
     ],
@@ -333,6 +348,26 @@ def test_the_default_server_image_is_the_release_with_the_sdk_id_format(tf: Terr
         r'^resonate_image\s*=\s*"([^"]+)"', (ROOT / "infra" / "terraform.tfvars.example").read_text(), re.M
     )
     assert example and _accepted(tf, "resonate_image", example.group(1))
+
+
+def test_db_tier_fits_the_fixed_enterprise_edition(tf: Terraform) -> None:
+    (settings,) = tf.resources["google_sql_database_instance.resonate"]["settings"]
+    assert settings["edition"] == "ENTERPRISE"
+    assert _accepted(tf, "db_tier", tf.variables["db_tier"]["default"])
+
+
+def test_start_in_iam_mode_needs_an_invoker(tf: Terraform) -> None:
+    conditions = [expr(v["condition"]) for v in tf.variables["start_invokers"]["validation"]]
+    assert 'var.start_auth != "iam" || length(var.start_invokers) > 0' in conditions, conditions
+
+
+def test_sql_users_do_not_block_destroy(tf: Terraform) -> None:
+    users = tf.of_type("google_sql_user")
+    assert users
+    for name, user in users.items():
+        # The user owns the server's tables: Postgres refuses to drop it, so destroy would stop
+        # there; the instance's own deletion removes it.
+        assert user.get("deletion_policy") == "ABANDON", name
 
 
 def test_moving_image_tags_are_refused(tf: Terraform) -> None:
