@@ -46,6 +46,22 @@ variable "deletion_protection" {
   default     = true
 }
 
+variable "rotations" {
+  description = "Generation of each secret Terraform generates. Its value is write-only (never in the state), so Terraform writes a new random one exactly when its number grows: raise one by 1 to rotate that secret (README.md, \"Rotating secrets\")."
+  type = object({
+    db_password           = optional(number, 1)
+    signing_key           = optional(number, 1)
+    notify_webhook_secret = optional(number, 1)
+    webhook_secret        = optional(number, 1)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for n in values(var.rotations) : n >= 1 && floor(n) == n])
+    error_message = "Every rotations entry must be a whole number >= 1 (raise it by 1 to rotate)."
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Resonate server
 # ---------------------------------------------------------------------------

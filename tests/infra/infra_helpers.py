@@ -69,6 +69,7 @@ def address(value: str) -> str:
 class Terraform:
     resources: dict[str, dict[str, Any]]
     data: dict[str, dict[str, Any]]
+    ephemeral: dict[str, dict[str, Any]]
     variables: dict[str, dict[str, Any]]
     outputs: dict[str, dict[str, Any]]
     locals: dict[str, Any]
@@ -102,6 +103,7 @@ class Terraform:
 def terraform() -> Terraform:
     resources: dict[str, dict[str, Any]] = {}
     data: dict[str, dict[str, Any]] = {}
+    ephemeral: dict[str, dict[str, Any]] = {}
     variables: dict[str, dict[str, Any]] = {}
     outputs: dict[str, dict[str, Any]] = {}
     locals_: dict[str, Any] = {}
@@ -118,6 +120,10 @@ def terraform() -> Terraform:
             for type_, named in entry.items():
                 for name, body in named.items():
                     data[f"{type_}.{name}"] = body
+        for entry in doc.get("ephemeral", []):
+            for type_, named in entry.items():
+                for name, body in named.items():
+                    ephemeral[f"{type_}.{name}"] = body
         for entry in doc.get("variable", []):
             variables.update(entry)
         for entry in doc.get("output", []):
@@ -125,7 +131,7 @@ def terraform() -> Terraform:
         for entry in doc.get("locals", []):
             locals_.update(entry)
         tf_blocks.extend(doc.get("terraform", []))
-    return Terraform(resources, data, variables, outputs, locals_, tf_blocks, text)
+    return Terraform(resources, data, ephemeral, variables, outputs, locals_, tf_blocks, text)
 
 
 @dataclass(frozen=True)

@@ -176,9 +176,71 @@ def test_server_public_key_is_a_mounted_file(tf: Terraform) -> None:
 
 def test_database_url_uses_the_cloudsql_socket(tf: Terraform) -> None:
     version = tf.resources["google_secret_manager_secret_version.db_url"]
-    data = version["secret_data"]
+    data = version["secret_data_wo"]
     assert "postgres://%s:%s@%s/%s" in data
     assert 'urlencode("/cloudsql/${google_sql_database_instance.resonate.connection_name}")' in data
+    # The URL's password is the one the SQL user is given, in the same apply.
+    user = tf.resources["google_sql_user.resonate"]
+    assert "ephemeral.random_password.db.result" in data
+    assert expr(user["password_wo"]) == "ephemeral.random_password.db.result"
+
+
+# --- generated secrets: never in the state, replaced without an outage -----------------------
+
+#: Secret versions whose value Terraform generates (the JWT public key is public: plain data).
+GENERATED = ("db_url", "signing_key", "notify_webhook", "webhook")
+
+
+def test_generated_secrets_stay_out_of_the_state(tf: Terraform) -> None:
+    assert not tf.of_type("random_password"), "random_password keeps its result in the state: use the ephemeral one"
+    for name in GENERATED:
+        version = tf.resources[f"google_secret_manager_secret_version.{name}"]
+        assert "secret_data" not in version, f"{name}: secret_data is stored in the state"
+        assert "ephemeral.random_password." in version["secret_data_wo"], name
+        assert "var.rotations." in version["secret_data_wo_version"], f"{name}: no way to rotate it"
+    for name, user in tf.of_type("google_sql_user").items():
+        assert "password" not in user, f"{name}: the password would be stored in the state"
+        assert "password_wo_version" in user, name
+    for name, body in tf.ephemeral.items():
+        assert name.startswith("random_password."), name
+        assert body["special"] is False, f"{name}: the values go into URLs and headers unescaped"
+        assert body["length"] >= 32, name
+
+
+def test_the_db_password_changes_exactly_when_its_url_secret_gets_a_new_version(tf: Terraform) -> None:
+    user = tf.resources["google_sql_user.resonate"]
+    # Any new version of the URL secret (a rotation, or a replaced secret) was written with this
+    # apply's password: the user must get the same one in the same apply.
+    assert expr(user["password_wo_version"]) == "google_secret_manager_secret_version.db_url.version"
+    server = tf.block(COMPONENT_RESOURCES["server"])
+    assert "${google_sql_user.resonate}" in server["depends_on"], "the server must roll after the password changed"
+
+
+def test_rotations_variable_is_typed_and_validated(tf: Terraform) -> None:
+    var = tf.variables["rotations"]
+    for key in ("db_password", "signing_key", "notify_webhook_secret", "webhook_secret"):
+        assert key in var["type"], key
+    assert var.get("validation")
+
+
+def test_secret_versions_are_replaced_before_the_old_one_goes(tf: Terraform) -> None:
+    versions = tf.of_type("google_secret_manager_secret_version")
+    assert versions
+    for name, version in versions.items():
+        (lifecycle,) = version.get("lifecycle", [{}])
+        # Without it the old version is destroyed first, and instances of the serving revision,
+        # which pin it, cannot start until the new revision is out.
+        assert lifecycle.get("create_before_destroy") is True, name
+
+
+def test_terraform_is_new_enough_for_write_only_attributes(tf: Terraform) -> None:
+    (block,) = tf.terraform
+    assert re.match(r">= ?1\.(1[1-9]|[2-9][0-9])\b", block["required_version"]), block["required_version"]
+    providers = block["required_providers"][0]
+    assert re.fullmatch(r"~> 3\.([7-9]|[1-9][0-9])", providers["random"]["version"]), "ephemeral random_password: 3.7+"
+    cloudbuild_tf = (ROOT / "cloudbuild.yaml").read_text()
+    m = re.search(r"hashicorp/terraform:(\d+)\.(\d+)\.\d+", cloudbuild_tf)
+    assert m and (int(m.group(1)), int(m.group(2))) >= (1, 11), "Cloud Build's Terraform must support write-only"
 
 
 # --- functions -----------------------------------------------------------------------------
