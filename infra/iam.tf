@@ -147,25 +147,8 @@ resource "google_cloud_run_v2_service_iam_binding" "server_invoker" {
   members  = ["allUsers"]
 }
 
-# unblock serves the approval page to people following an emailed link: public;
-# every request must carry a link token signed with HITL_SIGNING_KEY.
-resource "google_cloud_run_v2_service_iam_binding" "unblock_invoker" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.unblock.location
-  name     = google_cloudfunctions2_function.unblock.service_config[0].service
-  role     = "roles/run.invoker"
-  members  = ["allUsers"]
-}
-
-# start: only the listed principals (start_auth = "iam"), or public with every
-# POST signed with the webhook secret (start_auth = "webhook").
-resource "google_cloud_run_v2_service_iam_binding" "start_invoker" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.start.location
-  name     = google_cloudfunctions2_function.start.service_config[0].service
-  role     = "roles/run.invoker"
-  members  = local.start_webhook ? ["allUsers"] : var.start_invokers
-}
+# unblock (public) and start (start_invokers, or public in webhook mode): the
+# invoker binding is part of each function (modules/function, functions.tf).
 
 # The worker has no invoker at all: ingress is internal and nothing calls it.
 

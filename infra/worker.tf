@@ -70,7 +70,7 @@ resource "google_cloud_run_v2_service" "worker" {
       }
       env {
         name  = "HITL_UNBLOCK_URL"
-        value = google_cloudfunctions2_function.unblock.url
+        value = module.function["unblock"].url
       }
       env {
         name  = "HITL_TASK_TTL"

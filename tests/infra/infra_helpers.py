@@ -22,13 +22,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 
-#: Which Terraform resource runs each component.
+#: Which Terraform resource, or module instance, runs each component.
 COMPONENT_RESOURCES = {
     "server": "google_cloud_run_v2_service.server",
     "worker": "google_cloud_run_v2_service.worker",
-    "start": "google_cloudfunctions2_function.start",
-    "unblock": "google_cloudfunctions2_function.unblock",
+    "start": 'module.function["start"]',
+    "unblock": 'module.function["unblock"]',
 }
+
+#: The module every function is an instance of, and the resource in it that runs the function.
+FUNCTION_MODULE = "function"
+FUNCTION_RESOURCE = "google_cloudfunctions2_function.this"
 
 
 def unquote(value: Any) -> Any:
@@ -55,6 +59,8 @@ def hcl_string(literal: str) -> str:
     return json.loads(f'"{literal}"')
 
 
+_MODULE_INSTANCE = re.compile(r'module\.([a-z0-9_]+)(?:\["([a-z0-9_-]+)"\])?')
+
 _ADDRESS = re.compile(r"(data\.)?(google_[a-z0-9_]+|random_[a-z_]+)\.([a-z0-9_]+)")
 
 
@@ -75,14 +81,52 @@ class Terraform:
     locals: dict[str, Any]
     terraform: list[dict[str, Any]]
     text: dict[str, str]
+    #: module calls by name, and the parsed module each one's ``source`` names
+    modules: dict[str, dict[str, Any]]
+    children: dict[str, Terraform]
 
     def block(self, addr: str) -> dict[str, Any]:
+        """A resource, a data source, or a module instance's inputs (``module.NAME["KEY"]``)."""
+        if addr.startswith("module."):
+            name, key = _MODULE_INSTANCE.fullmatch(addr).groups()
+            return self.module_inputs(name, key)
         if addr.startswith("data."):
             return self.data[addr[5:]]
         return self.resources[addr]
 
     def exists(self, addr: str) -> bool:
         return (addr[5:] in self.data) if addr.startswith("data.") else (addr in self.resources)
+
+    def child(self, name: str) -> Terraform:
+        """The module a call uses."""
+        return self.children[self.modules[name]["source"]]
+
+    def module_inputs(self, name: str, key: str | None = None) -> dict[str, Any]:
+        """A module call's arguments for one instance: ``each.key`` and ``each.value.X`` replaced
+        by that instance's key and its entry of the ``for_each`` local (literals where written so)."""
+        call = self.modules[name]
+        if key is None:
+            assert "for_each" not in call, f"module.{name} has instances: name one"
+            return {k: v for k, v in call.items() if k not in ("source", "for_each", "depends_on")}
+        m = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", call["for_each"])
+        assert m, f"module.{name}: for_each must be a local map"
+        entry = self.locals[m.group(1)][key]
+
+        def each(value: Any) -> Any:
+            if isinstance(value, str):
+                if value == "${each.key}":
+                    return key
+                m = re.fullmatch(r"\$\{each\.value\.([a-z0-9_]+)\}", value)
+                if m:
+                    return entry[m.group(1)]
+                return value
+            if isinstance(value, dict):
+                return {k: each(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [each(v) for v in value]
+            return value
+
+        return {k: each(v) for k, v in call.items() if k not in ("source", "for_each", "depends_on")}
 
     def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if k.split(".")[0] == type_}
@@ -100,7 +144,8 @@ class Terraform:
 
 
 @functools.cache
-def terraform() -> Terraform:
+def terraform(directory: Path = INFRA) -> Terraform:
+    """One Terraform module (by default the root, infra/) and, below it, the local modules it calls."""
     resources: dict[str, dict[str, Any]] = {}
     data: dict[str, dict[str, Any]] = {}
     ephemeral: dict[str, dict[str, Any]] = {}
@@ -109,29 +154,30 @@ def terraform() -> Terraform:
     locals_: dict[str, Any] = {}
     tf_blocks: list[dict[str, Any]] = []
     text: dict[str, str] = {}
-    for path in sorted(INFRA.glob("*.tf")):
+    modules: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.tf")):
         text[path.name] = path.read_text()
         doc = unquote(hcl2.loads(text[path.name]))
-        for entry in doc.get("resource", []):
-            for type_, named in entry.items():
-                for name, body in named.items():
-                    resources[f"{type_}.{name}"] = body
-        for entry in doc.get("data", []):
-            for type_, named in entry.items():
-                for name, body in named.items():
-                    data[f"{type_}.{name}"] = body
-        for entry in doc.get("ephemeral", []):
-            for type_, named in entry.items():
-                for name, body in named.items():
-                    ephemeral[f"{type_}.{name}"] = body
+        for kind, into in (("resource", resources), ("data", data), ("ephemeral", ephemeral)):
+            for entry in doc.get(kind, []):
+                for type_, named in entry.items():
+                    for name, body in named.items():
+                        into[f"{type_}.{name}"] = body
         for entry in doc.get("variable", []):
             variables.update(entry)
         for entry in doc.get("output", []):
             outputs.update(entry)
         for entry in doc.get("locals", []):
             locals_.update(entry)
+        for entry in doc.get("module", []):
+            modules.update(entry)
         tf_blocks.extend(doc.get("terraform", []))
-    return Terraform(resources, data, ephemeral, variables, outputs, locals_, tf_blocks, text)
+    children = {}
+    for call in modules.values():
+        source = call["source"]
+        assert source.startswith("./modules/"), f"only local modules under modules/: {source}"
+        children[source] = terraform((directory / source).resolve())
+    return Terraform(resources, data, ephemeral, variables, outputs, locals_, tf_blocks, text, modules, children)
 
 
 @dataclass(frozen=True)
@@ -143,10 +189,10 @@ class Env:
 
 
 def component_env(tf: Terraform, component: str) -> dict[str, Env]:
-    body = tf.block(COMPONENT_RESOURCES[component])
+    addr = COMPONENT_RESOURCES[component]
     out: dict[str, Env] = {}
-    if COMPONENT_RESOURCES[component].startswith("google_cloud_run_v2_service."):
-        (container,) = body["template"][0]["containers"]
+    if addr.startswith("google_cloud_run_v2_service."):
+        (container,) = tf.block(addr)["template"][0]["containers"]
         for env in container.get("env", []):
             ref = None
             if "value_source" in env:
@@ -154,17 +200,14 @@ def component_env(tf: Terraform, component: str) -> dict[str, Env]:
             assert env["name"] not in out, f"{component}: {env['name']} set twice"
             out[env["name"]] = Env(env["name"], env.get("value"), ref)
         return out
-    service = body["service_config"][0]
-    for name, value in service.get("environment_variables", {}).items():
+    # A function: the module instance's env and secret_env (modules/function wires them,
+    # test_function_module_passes_its_env_through holds it to that).
+    inputs = tf.block(addr)
+    for name, value in inputs.get("env", {}).items():
         out[name] = Env(name, value)
-    for sev in service.get("secret_environment_variables", []):
-        assert sev["key"] not in out, f"{component}: {sev['key']} set twice"
-        out[sev["key"]] = Env(sev["key"], None, address(sev["secret"]))
-    for dyn in service.get("dynamic", []):
-        for block_name, spec in dyn.items():
-            assert block_name == "secret_environment_variables", block_name
-            for content in spec["content"]:
-                out[content["key"]] = Env(content["key"], None, address(content["secret"]), conditional=True)
+    for name, spec in inputs.get("secret_env", {}).items():
+        assert name not in out, f"{component}: {name} set twice"
+        out[name] = Env(name, None, address(spec["secret"]), conditional="enabled" in spec)
     return out
 
 
@@ -181,10 +224,7 @@ def component_secrets(tf: Terraform, component: str) -> set[str]:
 
 def component_service_account(tf: Terraform, component: str) -> str:
     body = tf.block(COMPONENT_RESOURCES[component])
-    if "template" in body:
-        sa = body["template"][0]["service_account"]
-    else:
-        sa = body["service_config"][0]["service_account_email"]
+    sa = body["template"][0]["service_account"] if "template" in body else body["runtime"]["service_account_email"]
     return address(sa)
 
 

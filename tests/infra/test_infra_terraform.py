@@ -7,6 +7,8 @@ import re
 import pytest
 from infra_helpers import (
     COMPONENT_RESOURCES,
+    FUNCTION_MODULE,
+    FUNCTION_RESOURCE,
     ROOT,
     Terraform,
     address,
@@ -65,10 +67,50 @@ def test_delivery_retry_comes_from_a_validated_variable_with_the_code_default(tf
 def test_webhook_secret_is_set_only_in_webhook_mode(tf: Terraform) -> None:
     env = component_env(tf, "start")["HITL_WEBHOOK_SECRET"]
     assert env.conditional
-    body = tf.block(COMPONENT_RESOURCES["start"])["service_config"][0]
-    (dyn,) = body["dynamic"]
-    assert "local.start_webhook" in dyn["secret_environment_variables"]["for_each"]
+    spec = tf.block(COMPONENT_RESOURCES["start"])["secret_env"]["HITL_WEBHOOK_SECRET"]
+    assert expr(spec["enabled"]) == "local.start_webhook"
     assert expr(tf.local("start_webhook")) == 'var.start_auth == "webhook"'
+    assert "enabled" not in tf.block(COMPONENT_RESOURCES["unblock"])["secret_env"]["HITL_SIGNING_KEY"]
+
+
+def test_function_module_passes_its_env_through(tf: Terraform) -> None:
+    """component_env reads the module instances' inputs: the module must deploy exactly those."""
+    module = tf.child(FUNCTION_MODULE)
+    service = module.resources[FUNCTION_RESOURCE]["service_config"][0]
+    assert expr(service["environment_variables"]) == "var.env"
+    (dyn,) = service["dynamic"]
+    spec = dyn["secret_environment_variables"]
+    assert expr(spec["for_each"]) == "local.secret_env"
+    assert expr(module.local("secret_env")) == "{for key, s in var.secret_env : key => s if s.enabled}"
+    (content,) = spec["content"]
+    assert expr(content["key"]) == "secret_environment_variables.key"
+    assert expr(content["secret"]) == "secret_environment_variables.value.secret"
+    assert expr(content["version"]) == "secret_environment_variables.value.version"
+    assert "secret_environment_variables" not in service, "a secret set outside secret_env"
+    assert expr(service["service_account_email"]) == "var.runtime.service_account_email"
+    assert expr(module.variables["secret_env"]["type"]).startswith("map(object(")
+
+
+def test_module_calls_name_only_declared_inputs_and_every_required_one(tf: Terraform) -> None:
+    """terraform validate cannot run here (no provider); this is its check of module arguments."""
+    assert tf.modules
+    for name, call in tf.modules.items():
+        module = tf.child(name)
+        given = set(call) - {"source", "for_each", "count", "depends_on", "providers"}
+        assert given <= set(module.variables), f"module.{name}: unknown inputs {sorted(given - set(module.variables))}"
+        required = {v for v, spec in module.variables.items() if "default" not in spec}
+        assert required <= given, f"module.{name}: missing {sorted(required - given)}"
+        keys = tf.locals[expr(call["for_each"]).removeprefix("local.")] if "for_each" in call else [None]
+        for key in keys:
+            inputs = tf.module_inputs(name, key)
+            for var in ("bundle", "build", "runtime"):
+                typ = expr(module.variables[var]["type"])
+                declared = set(re.findall(r"([a-z_]+)\s*=", typ))
+                mandatory = {a for a in declared if not re.search(rf"\b{a}\s*=\s*optional\(", typ)}
+                assert mandatory <= set(inputs[var]), (
+                    f"module.{name}[{key}].{var} misses {mandatory - set(inputs[var])}"
+                )
+                assert set(inputs[var]) <= declared, f"module.{name}[{key}].{var}: unknown attributes"
 
 
 def test_worker_port_is_platform_port_matching_code_and_dockerfile(tf: Terraform) -> None:
@@ -248,16 +290,22 @@ def test_terraform_is_new_enough_for_write_only_attributes(tf: Terraform) -> Non
 
 @pytest.mark.parametrize("name", ["start", "unblock"])
 def test_functions_build_python312_from_the_bundle(tf: Terraform, name: str) -> None:
-    body = tf.block(COMPONENT_RESOURCES[name])
-    build = body["build_config"][0]
+    module = tf.child(FUNCTION_MODULE)
+    build = module.resources[FUNCTION_RESOURCE]["build_config"][0]
     assert build["runtime"] == "python312"
-    assert build["entry_point"] == name
+    assert expr(build["entry_point"]) == "var.entry_point"
     source = build["source"][0]["storage_source"][0]
-    assert address(source["object"]) == "google_storage_bucket_object.functions_bundle"
+    assert (expr(source["bucket"]), expr(source["object"])) == ("var.bundle.bucket", "var.bundle.object")
+    assert expr(build["service_account"]) == "var.build.service_account"
+
+    inputs = tf.block(COMPONENT_RESOURCES[name])
+    assert inputs["entry_point"] == name
+    assert address(inputs["bundle"]["object"]) == "google_storage_bucket_object.functions_bundle"
+    assert address(inputs["bundle"]["bucket"]) == "google_storage_bucket.functions_source"
     obj = tf.resources["google_storage_bucket_object.functions_bundle"]
     assert "filesha256(var.functions_bundle)" in obj["name"], "object name must follow the bundle's content"
     assert expr(obj["source"]) == "var.functions_bundle"
-    assert address(build["service_account"]) == "google_service_account.functions_build"
+    assert address(inputs["build"]["service_account"]) == "google_service_account.functions_build"
 
 
 #: GET start?workflow_id=...&wait=60 holds the request up to 60 s (the long poll).
@@ -265,23 +313,25 @@ LONGEST_START_WAIT = 60
 
 
 def test_start_timeout_is_well_above_the_long_poll(tf: Terraform) -> None:
-    service = tf.block(COMPONENT_RESOURCES["start"])["service_config"][0]
-    assert service["timeout_seconds"] >= LONGEST_START_WAIT + 30
+    assert tf.block(COMPONENT_RESOURCES["start"])["runtime"]["timeout_seconds"] >= LONGEST_START_WAIT + 30
+    service = tf.child(FUNCTION_MODULE).resources[FUNCTION_RESOURCE]["service_config"][0]
+    assert expr(service["timeout_seconds"]) == "var.runtime.timeout_seconds"
 
 
 def test_unblock_is_public_and_start_is_chosen_by_variable(tf: Terraform) -> None:
-    bindings = tf.of_type("google_cloud_run_v2_service_iam_binding")
-    unblock = bindings["google_cloud_run_v2_service_iam_binding.unblock_invoker"]
-    assert unblock["members"] == ["allUsers"]
-    assert "google_cloudfunctions2_function.unblock" in unblock["name"]
-    start = bindings["google_cloud_run_v2_service_iam_binding.start_invoker"]
-    assert "google_cloudfunctions2_function.start" in start["name"]
-    assert expr(start["members"]) == 'local.start_webhook ? ["allUsers"] : var.start_invokers'
+    module = tf.child(FUNCTION_MODULE)
+    (binding,) = module.of_type("google_cloud_run_v2_service_iam_binding").values()
+    assert binding["role"] == "roles/run.invoker"
+    assert expr(binding["members"]) == "var.invokers"
+    assert expr(binding["name"]) == f"{FUNCTION_RESOURCE}.service_config[0].service"
+    assert tf.block(COMPONENT_RESOURCES["unblock"])["invokers"] == ["allUsers"]
+    start = tf.block(COMPONENT_RESOURCES["start"])["invokers"]
+    assert expr(start) == 'local.start_webhook ? ["allUsers"] : var.start_invokers'
     assert "allUsers" not in str(tf.variables["start_invokers"].get("default"))
-    for b in (unblock, start):
-        assert b["role"] == "roles/run.invoker"
+    bindings = tf.of_type("google_cloud_run_v2_service_iam_binding")
     worker_bindings = [k for k, b in bindings.items() if "worker" in str(b.get("name"))]
     assert not worker_bindings, "nothing may invoke the worker"
+    assert set(bindings) == {"google_cloud_run_v2_service_iam_binding.server_invoker"}
 
 
 # --- secrets and IAM --------------------------------------------------------------------------
@@ -484,6 +534,11 @@ def test_layout_has_a_file_per_concern() -> None:
         "registry.tf",
         "terraform.tfvars.example",
         "README.md",
+        # A repeated shape is a module: each with its inputs, resources, outputs and versions.
+        "modules/function/variables.tf",
+        "modules/function/main.tf",
+        "modules/function/outputs.tf",
+        "modules/function/versions.tf",
     ):
         assert (infra / name).is_file(), name
 
