@@ -105,13 +105,20 @@ variable "resonate_jwt_public_key" {
 }
 
 variable "resonate_pool_size" {
-  description = "Postgres connection pool size of the Resonate server. Keep it under the instance tier's max_connections (db-f1-micro: 25)."
+  description = "Postgres connection pool size of the Resonate server. Two instances overlap during a deploy: keep twice this under the tier's max_connections (db-f1-micro: 25, 3 reserved)."
   type        = number
   default     = 10
 
   validation {
     condition     = var.resonate_pool_size >= 1 && var.resonate_pool_size <= 100 && floor(var.resonate_pool_size) == var.resonate_pool_size
     error_message = "resonate_pool_size must be an integer from 1 to 100."
+  }
+
+  validation {
+    # During a deploy the old and the new server instance each hold a pool.
+    # db-f1-micro allows 25 connections, 3 of them reserved for superusers.
+    condition     = var.db_tier != "db-f1-micro" || 2 * var.resonate_pool_size <= 22
+    error_message = "With db_tier = \"db-f1-micro\" (25 connections), resonate_pool_size must be at most 11: two server instances overlap during a deploy."
   }
 }
 

@@ -6,6 +6,14 @@ locals {
   # Cloud Run sets PORT from container_port; worker/main.py defaults to 8080 too.
   worker_port        = 8080
   worker_health_path = "/health"
+
+  # Changes whenever the server's revision template does (unknown in the plan
+  # while it is being replaced): a new server revision rolls the worker in the
+  # same apply, after the server (the worker reads its URI). The new worker
+  # instances open their SSE streams to the new server instance at once,
+  # instead of staying on the old one until their stream ends (up to
+  # worker_sse_timeout). README.md, "Operating notes".
+  server_rollout = substr(sha256(jsonencode(google_cloud_run_v2_service.server.template)), 0, 16)
 }
 
 resource "google_cloud_run_v2_service" "worker" {
@@ -18,7 +26,7 @@ resource "google_cloud_run_v2_service" "worker" {
   template {
     service_account       = google_service_account.worker.email
     execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-    labels                = { component = "worker" }
+    labels                = { component = "worker", server-rollout = local.server_rollout }
 
     scaling {
       min_instance_count = var.worker_min_instances

@@ -176,6 +176,20 @@ def test_server_runs_one_always_on_instance_with_long_requests(tf: Terraform) ->
     assert expr(container["image"]) == "var.resonate_image"
 
 
+def test_a_server_rollout_rolls_the_worker_after_it(tf: Terraform) -> None:
+    """Two server revisions overlap during a deploy, each with its own stream registry: the
+    worker's new instances must connect to the new server at once (README.md, Operating notes)."""
+    labels = tf.block(COMPONENT_RESOURCES["worker"])["template"][0]["labels"]
+    assert expr(labels["server-rollout"]) == "local.server_rollout"
+    assert "sha256(jsonencode(google_cloud_run_v2_service.server.template))" in tf.local("server_rollout")
+
+
+def test_two_server_pools_fit_the_smallest_tier(tf: Terraform) -> None:
+    conditions = [expr(v["condition"]) for v in tf.variables["resonate_pool_size"]["validation"]]
+    assert 'var.db_tier != "db-f1-micro" || 2 * var.resonate_pool_size <= 22' in conditions
+    assert 2 * tf.variables["resonate_pool_size"]["default"] <= 22
+
+
 def test_server_env_ports_and_probes(tf: Terraform) -> None:
     server = tf.block(COMPONENT_RESOURCES["server"])
     (container,) = server["template"][0]["containers"]
