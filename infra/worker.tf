@@ -4,8 +4,12 @@
 
 locals {
   # Cloud Run sets PORT from container_port; worker/main.py defaults to 8080 too.
-  worker_port        = 8080
+  worker_port = 8080
+  # /health: the process answers (liveness). /ready: its SSE stream to the
+  # server is open (startup), so a new revision takes over only once the
+  # server can reach it.
   worker_health_path = "/health"
+  worker_ready_path  = "/ready"
 
   # Changes whenever the server's revision template does (unknown in the plan
   # while it is being replaced): a new server revision rolls the worker in the
@@ -153,7 +157,7 @@ resource "google_cloud_run_v2_service" "worker" {
 
       startup_probe {
         http_get {
-          path = local.worker_health_path
+          path = local.worker_ready_path
           port = local.worker_port
         }
         period_seconds    = 5

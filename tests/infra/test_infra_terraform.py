@@ -124,18 +124,22 @@ def test_worker_port_is_platform_port_matching_code_and_dockerfile(tf: Terraform
     assert exposed == [str(port)]
 
 
-def test_worker_probes_hit_health_on_its_port(tf: Terraform) -> None:
+def test_worker_probes_hit_its_port_startup_waits_for_the_stream(tf: Terraform) -> None:
     worker = tf.block(COMPONENT_RESOURCES["worker"])
     (container,) = worker["template"][0]["containers"]
     port = tf.resolve(container["ports"][0]["container_port"])
+    paths = {}
     for probe in ("startup_probe", "liveness_probe"):
         get = container[probe][0]["http_get"][0]
-        assert tf.resolve(get["path"]) == "/health"
+        paths[probe] = tf.resolve(get["path"])
         assert tf.resolve(get["port"]) == port
-    main = ROOT / "worker" / "main.py"
-    if not main.exists():
-        pytest.xfail("worker/main.py lands with the worker work")
-    assert re.search(r"""["']/health["']""", main.read_text()), "worker/main.py serves no /health route"
+    # Startup: ready only with its SSE stream open (a new revision must reach the server it
+    # replaces the old one's stream on); liveness: the process answers.
+    assert paths == {"startup_probe": "/ready", "liveness_probe": "/health"}
+    source = (ROOT / "worker" / "main.py").read_text()
+    for path in paths.values():
+        assert re.search(rf"""add_get\(["']{path}["']""", source), f"worker/main.py serves no {path} route"
+    assert re.search(r"status=200 if source\.connected\.is_set\(\) else 503", source), "/ready must need the stream"
 
 
 def test_worker_runs_always_internal_with_cpu(tf: Terraform) -> None:
