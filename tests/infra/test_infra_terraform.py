@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 from infra_helpers import (
@@ -571,3 +572,19 @@ def test_tfvars_example_only_names_declared_variables(tf: Terraform) -> None:
     cloud_build_sets = {"worker_image_tag"}
     for name in required - cloud_build_sets:
         assert re.search(rf"^{name}\s*=", text, re.M), f"{name} is required but not in the example"
+
+
+def test_the_provider_lock_file_is_committed_when_made() -> None:
+    """It cannot be made without registry.terraform.io (README.md, "The provider lock file")."""
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "infra/.terraform.lock.hcl"], cwd=ROOT, capture_output=True, check=False
+    )
+    assert ignored.returncode == 1, "infra/.terraform.lock.hcl must not be git-ignored"
+    lock = ROOT / "infra" / ".terraform.lock.hcl"
+    if not lock.exists():
+        pytest.skip("infra/.terraform.lock.hcl is not committed yet (needs registry access: README.md)")
+    text = lock.read_text()
+    for provider in ("registry.terraform.io/hashicorp/google", "registry.terraform.io/hashicorp/random"):
+        block = re.search(rf'provider "{re.escape(provider)}" \{{(.*?)\n\}}', text, re.S)
+        assert block, f"{provider} is not locked"
+        assert re.search(r'"h1:[A-Za-z0-9+/=]{44}"', block.group(1)), f"{provider}: no h1 hash"
