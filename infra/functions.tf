@@ -8,7 +8,7 @@ locals {
     start = {
       name        = local.start_name
       description = "hitl: start an approval (POST) and report its status (GET)"
-      account     = google_service_account.start.email
+      account     = google_service_account.component["start"].email
       # GET ?workflow_id=...&wait=60 holds the request up to 60 s (long poll).
       timeout_seconds = 90
       # Only the listed principals (start_auth = "iam"), or public with every
@@ -39,7 +39,7 @@ locals {
     unblock = {
       name        = local.unblock_name
       description = "hitl: the approval page (GET/HEAD) and the decision (POST) behind emailed links"
-      account     = google_service_account.unblock.email
+      account     = google_service_account.component["unblock"].email
       # Approvers open emailed links from anywhere: public; every request must
       # carry a link token signed with HITL_SIGNING_KEY.
       timeout_seconds = 60
@@ -83,7 +83,7 @@ module "function" {
     object = google_storage_bucket_object.functions_bundle.name
   }
   build = {
-    service_account   = google_service_account.functions_build.id
+    service_account   = google_service_account.component["functions_build"].id
     docker_repository = google_artifact_registry_repository.functions.id
   }
   runtime = {

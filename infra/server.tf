@@ -16,7 +16,7 @@ resource "google_cloud_run_v2_service" "server" {
   labels              = { component = "server" }
 
   template {
-    service_account                  = google_service_account.server.email
+    service_account                  = google_service_account.component["server"].email
     timeout                          = "3600s"
     max_instance_request_concurrency = 1000
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"

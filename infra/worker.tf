@@ -28,7 +28,7 @@ resource "google_cloud_run_v2_service" "worker" {
   labels              = { component = "worker" }
 
   template {
-    service_account       = google_service_account.worker.email
+    service_account       = google_service_account.component["worker"].email
     execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
     labels                = { component = "worker", server-rollout = local.server_rollout }
 

@@ -61,14 +61,15 @@ def hcl_string(literal: str) -> str:
 
 _MODULE_INSTANCE = re.compile(r'module\.([a-z0-9_]+)(?:\["([a-z0-9_-]+)"\])?')
 
-_ADDRESS = re.compile(r"(data\.)?(google_[a-z0-9_]+|random_[a-z_]+)\.([a-z0-9_]+)")
+_ADDRESS = re.compile(r'(data\.)?(google_[a-z0-9_]+|random_[a-z_]+)\.([a-z0-9_]+)(\["[a-z0-9_-]+"\])?')
 
 
 def address(value: str) -> str:
-    """``${data.google_x.y[0].secret_id}`` -> ``data.google_x.y``."""
+    """``${data.google_x.y[0].secret_id}`` -> ``data.google_x.y``; a for_each key is kept:
+    ``${google_x.y["k"].email}`` -> ``google_x.y["k"]``."""
     m = _ADDRESS.search(value)
     assert m, f"no resource address in {value!r}"
-    return f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
+    return f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}{m.group(4) or ''}"
 
 
 @dataclass
@@ -95,7 +96,17 @@ class Terraform:
         return self.resources[addr]
 
     def exists(self, addr: str) -> bool:
-        return (addr[5:] in self.data) if addr.startswith("data.") else (addr in self.resources)
+        base, _, key = addr.partition('["')
+        if base.startswith("data."):
+            found = base[5:] in self.data
+            body = self.data.get(base[5:], {})
+        else:
+            found = base in self.resources
+            body = self.resources.get(base, {})
+        if not found or not key:
+            return found
+        m = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", str(body.get("for_each", "")))
+        return bool(m) and key.removesuffix('"]') in self.locals[m.group(1)]
 
     def child(self, name: str) -> Terraform:
         """The module a call uses."""
@@ -231,7 +242,7 @@ def component_service_account(tf: Terraform, component: str) -> str:
 def members_service_accounts(members: list[str]) -> set[str]:
     out = set()
     for m in members:
-        found = re.findall(r"google_service_account\.([a-z0-9_]+)\.email", m)
+        found = re.findall(r'google_service_account\.([a-z0-9_]+(?:\["[a-z0-9_-]+"\])?)\.email', m)
         assert found, f"member {m!r} is not one of this config's service accounts"
         out.update(f"google_service_account.{f}" for f in found)
     return out

@@ -151,7 +151,7 @@ def test_worker_runs_always_internal_with_cpu(tf: Terraform) -> None:
     assert tf.variables["worker_min_instances"]["default"] >= 1
     assert ">= 1" in tf.variables["worker_min_instances"]["validation"][0]["condition"]
     assert template["containers"][0]["resources"][0]["cpu_idle"] is False
-    assert address(template["service_account"]) == "google_service_account.worker"
+    assert address(template["service_account"]) == 'google_service_account.component["worker"]'
 
 
 def test_worker_image_is_the_registry_path_with_the_tag_variable(tf: Terraform) -> None:
@@ -324,7 +324,7 @@ def test_functions_build_python312_from_the_bundle(tf: Terraform, name: str) -> 
     obj = tf.resources["google_storage_bucket_object.functions_bundle"]
     assert "filesha256(var.functions_bundle)" in obj["name"], "object name must follow the bundle's content"
     assert expr(obj["source"]) == "var.functions_bundle"
-    assert address(inputs["build"]["service_account"]) == "google_service_account.functions_build"
+    assert address(inputs["build"]["service_account"]) == 'google_service_account.component["functions_build"]'
 
 
 #: GET start?workflow_id=...&wait=60 holds the request up to 60 s (the long poll).
