@@ -1,6 +1,14 @@
 # Artifact Registry: the worker image (pushed by Cloud Build, tagged with the
 # commit SHA) and the images Cloud Functions builds from the functions bundle.
 
+locals {
+  # Both repositories: keep the 10 most recent images, delete the rest after 30 days.
+  image_cleanup = {
+    keep-recent = { action = "KEEP", keep_count = 10, older_than = null }
+    delete-old  = { action = "DELETE", keep_count = null, older_than = "2592000s" }
+  }
+}
+
 resource "google_artifact_registry_repository" "worker" {
   #checkov:skip=CKV_GCP_84:Google-managed encryption is enough for images built from this public source; a CMEK adds a KMS key to manage and pay for.
   repository_id = var.artifact_repository
@@ -16,21 +24,25 @@ resource "google_artifact_registry_repository" "worker" {
 
   cleanup_policy_dry_run = false
 
-  cleanup_policies {
-    id     = "keep-recent"
-    action = "KEEP"
+  dynamic "cleanup_policies" {
+    for_each = local.image_cleanup
+    content {
+      id     = cleanup_policies.key
+      action = cleanup_policies.value.action
 
-    most_recent_versions {
-      keep_count = 10
-    }
-  }
+      dynamic "most_recent_versions" {
+        for_each = cleanup_policies.value.keep_count == null ? [] : [cleanup_policies.value.keep_count]
+        content {
+          keep_count = most_recent_versions.value
+        }
+      }
 
-  cleanup_policies {
-    id     = "delete-old"
-    action = "DELETE"
-
-    condition {
-      older_than = "2592000s" # 30 days, except the 10 most recent
+      dynamic "condition" {
+        for_each = cleanup_policies.value.older_than == null ? [] : [cleanup_policies.value.older_than]
+        content {
+          older_than = condition.value
+        }
+      }
     }
   }
 
@@ -47,21 +59,25 @@ resource "google_artifact_registry_repository" "functions" {
 
   cleanup_policy_dry_run = false
 
-  cleanup_policies {
-    id     = "keep-recent"
-    action = "KEEP"
+  dynamic "cleanup_policies" {
+    for_each = local.image_cleanup
+    content {
+      id     = cleanup_policies.key
+      action = cleanup_policies.value.action
 
-    most_recent_versions {
-      keep_count = 10
-    }
-  }
+      dynamic "most_recent_versions" {
+        for_each = cleanup_policies.value.keep_count == null ? [] : [cleanup_policies.value.keep_count]
+        content {
+          keep_count = most_recent_versions.value
+        }
+      }
 
-  cleanup_policies {
-    id     = "delete-old"
-    action = "DELETE"
-
-    condition {
-      older_than = "2592000s"
+      dynamic "condition" {
+        for_each = cleanup_policies.value.older_than == null ? [] : [cleanup_policies.value.older_than]
+        content {
+          older_than = condition.value
+        }
+      }
     }
   }
 
