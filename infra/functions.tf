@@ -84,7 +84,7 @@ module "function" {
   }
   build = {
     service_account   = google_service_account.component["functions_build"].id
-    docker_repository = google_artifact_registry_repository.functions.id
+    docker_repository = google_artifact_registry_repository.images["functions"].id
   }
   runtime = {
     service_account_email = each.value.account

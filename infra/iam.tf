@@ -54,8 +54,8 @@ resource "google_project_iam_member" "functions_build_sources" {
 
 resource "google_artifact_registry_repository_iam_member" "functions_build_writer" {
   project    = var.project_id
-  location   = google_artifact_registry_repository.functions.location
-  repository = google_artifact_registry_repository.functions.name
+  location   = google_artifact_registry_repository.images["functions"].location
+  repository = google_artifact_registry_repository.images["functions"].name
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.component["functions_build"].email}"
 }

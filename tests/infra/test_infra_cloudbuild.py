@@ -88,7 +88,7 @@ def test_the_pushed_image_is_the_one_terraform_deploys(tf: Terraform) -> None:
     for sub, var in VAR_FOR.items():
         translated = translated.replace(sub, "${var." + var + "}")
     tf_image = tf.local("worker_image").replace(
-        "${google_artifact_registry_repository.worker.repository_id}", "${var.artifact_repository}"
+        '${google_artifact_registry_repository.images["worker"].repository_id}', "${var.artifact_repository}"
     )
     assert translated == tf_image
 

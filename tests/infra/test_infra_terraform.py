@@ -159,11 +159,15 @@ def test_worker_image_is_the_registry_path_with_the_tag_variable(tf: Terraform) 
     assert expr(container["image"]) == "local.worker_image"
     assert tf.local("worker_image") == (
         "${var.region}-docker.pkg.dev/${var.project_id}/"
-        "${google_artifact_registry_repository.worker.repository_id}/worker:${var.worker_image_tag}"
+        '${google_artifact_registry_repository.images["worker"].repository_id}/worker:${var.worker_image_tag}'
     )
-    repo = tf.resources["google_artifact_registry_repository.worker"]
-    assert expr(repo["repository_id"]) == "var.artifact_repository"
-    assert repo["docker_config"][0]["immutable_tags"] is True
+    repos = tf.resources["google_artifact_registry_repository.images"]
+    assert expr(repos["for_each"]) == "local.image_repositories"
+    assert expr(repos["repository_id"]) == "each.value.id"
+    assert expr(repos["docker_config"][0]["immutable_tags"]) == "each.value.immutable_tags"
+    worker = tf.local("image_repositories")["worker"]
+    assert expr(worker["id"]) == "var.artifact_repository"
+    assert worker["immutable_tags"] is True
 
 
 # --- Resonate server ----------------------------------------------------------------------
