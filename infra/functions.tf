@@ -25,7 +25,7 @@ locals {
       }
       secret_env = {
         RESONATE_TOKEN = {
-          secret  = data.google_secret_manager_secret.resonate_token_start.secret_id
+          secret  = data.google_secret_manager_secret.operator["resonate-token-start"].secret_id
           version = "latest"
         }
         # Only in webhook mode: then every POST must carry X-Hitl-Signature.
@@ -52,7 +52,7 @@ locals {
       }
       secret_env = {
         RESONATE_TOKEN = {
-          secret  = data.google_secret_manager_secret.resonate_token_unblock.secret_id
+          secret  = data.google_secret_manager_secret.operator["resonate-token-unblock"].secret_id
           version = "latest"
         }
         HITL_SIGNING_KEY = {
@@ -98,8 +98,7 @@ module "function" {
     google_project_iam_member.functions_build_sources,
     google_project_iam_member.log_writer,
     google_artifact_registry_repository_iam_member.functions_build_writer,
-    google_secret_manager_secret_iam_binding.resonate_token_start,
-    google_secret_manager_secret_iam_binding.resonate_token_unblock,
+    google_secret_manager_secret_iam_binding.operator,
     google_secret_manager_secret_iam_binding.webhook,
     google_secret_manager_secret_iam_binding.signing_key,
   ]

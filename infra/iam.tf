@@ -91,28 +91,13 @@ resource "google_secret_manager_secret_iam_binding" "webhook" {
   members   = ["serviceAccount:${google_service_account.component["start"].email}"]
 }
 
-resource "google_secret_manager_secret_iam_binding" "resonate_token_start" {
-  secret_id = data.google_secret_manager_secret.resonate_token_start.id
-  role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.component["start"].email}"]
-}
+# The secrets the operator made: each readable by its one component.
+resource "google_secret_manager_secret_iam_binding" "operator" {
+  for_each = local.operator_secrets
 
-resource "google_secret_manager_secret_iam_binding" "resonate_token_unblock" {
-  secret_id = data.google_secret_manager_secret.resonate_token_unblock.id
+  secret_id = data.google_secret_manager_secret.operator[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.component["unblock"].email}"]
-}
-
-resource "google_secret_manager_secret_iam_binding" "resonate_token_worker" {
-  secret_id = data.google_secret_manager_secret.resonate_token_worker.id
-  role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.component["worker"].email}"]
-}
-
-resource "google_secret_manager_secret_iam_binding" "smtp_password" {
-  secret_id = data.google_secret_manager_secret.smtp_password.id
-  role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.component["worker"].email}"]
+  members   = ["serviceAccount:${google_service_account.component[each.value].email}"]
 }
 
 # --- Who may call what --------------------------------------------------------

@@ -163,18 +163,18 @@ resource "google_secret_manager_secret_version" "jwt_public_key" {
 
 # --- Made by the operator (README.md, "Before the first apply") -------------
 
-data "google_secret_manager_secret" "resonate_token_start" {
-  secret_id = "${var.name_prefix}-resonate-token-start"
+locals {
+  # Secret (after name_prefix-) -> the one component that reads it.
+  operator_secrets = {
+    resonate-token-start   = "start"
+    resonate-token-unblock = "unblock"
+    resonate-token-worker  = "worker"
+    smtp-password          = "worker"
+  }
 }
 
-data "google_secret_manager_secret" "resonate_token_unblock" {
-  secret_id = "${var.name_prefix}-resonate-token-unblock"
-}
+data "google_secret_manager_secret" "operator" {
+  for_each = local.operator_secrets
 
-data "google_secret_manager_secret" "resonate_token_worker" {
-  secret_id = "${var.name_prefix}-resonate-token-worker"
-}
-
-data "google_secret_manager_secret" "smtp_password" {
-  secret_id = "${var.name_prefix}-smtp-password"
+  secret_id = "${var.name_prefix}-${each.key}"
 }

@@ -62,7 +62,7 @@ resource "google_cloud_run_v2_service" "worker" {
         name = "RESONATE_TOKEN"
         value_source {
           secret_key_ref {
-            secret  = data.google_secret_manager_secret.resonate_token_worker.secret_id
+            secret  = data.google_secret_manager_secret.operator["resonate-token-worker"].secret_id
             version = "latest"
           }
         }
@@ -145,7 +145,7 @@ resource "google_cloud_run_v2_service" "worker" {
         name = "SMTP_PASSWORD"
         value_source {
           secret_key_ref {
-            secret  = data.google_secret_manager_secret.smtp_password.secret_id
+            secret  = data.google_secret_manager_secret.operator["smtp-password"].secret_id
             version = "latest"
           }
         }
@@ -178,8 +178,7 @@ resource "google_cloud_run_v2_service" "worker" {
   }
 
   depends_on = [
-    google_secret_manager_secret_iam_binding.resonate_token_worker,
+    google_secret_manager_secret_iam_binding.operator,
     google_secret_manager_secret_iam_binding.signing_key,
-    google_secret_manager_secret_iam_binding.smtp_password,
   ]
 }

@@ -140,7 +140,18 @@ class Terraform:
         return {k: each(v) for k, v in call.items() if k not in ("source", "for_each", "depends_on")}
 
     def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.resources.items() if k.split(".")[0] == type_}
+        """The resources of a type; one ``NAME["KEY"]`` each for a ``for_each`` over a local map."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, body in self.resources.items():
+            if name.split(".")[0] != type_:
+                continue
+            m = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", str(body.get("for_each", "")))
+            if m and isinstance(self.locals.get(m.group(1)), dict):
+                for key, value in self.locals[m.group(1)].items():
+                    out[f'{name}["{key}"]'] = _each(body, key, value)
+            else:
+                out[name] = body
+        return out
 
     def local(self, name: str) -> Any:
         return self.locals[name]
@@ -152,6 +163,20 @@ class Terraform:
             if m:
                 return self.resolve(self.locals[m.group(1)])
         return value
+
+
+def _each(value: Any, key: str, each_value: Any) -> Any:
+    """``value`` with ``each.key`` and (a string) ``each.value`` written out for one instance."""
+    if isinstance(value, str):
+        value = value.replace("[each.key]", f'["{key}"]').replace("${each.key}", key)
+        if isinstance(each_value, str):
+            value = value.replace("[each.value]", f'["{each_value}"]').replace("${each.value}", each_value)
+        return value
+    if isinstance(value, dict):
+        return {k: _each(v, key, each_value) for k, v in value.items() if k != "for_each"}
+    if isinstance(value, list):
+        return [_each(v, key, each_value) for v in value]
+    return value
 
 
 @functools.cache
