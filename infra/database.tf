@@ -97,14 +97,26 @@ resource "google_sql_database" "resonate" {
   instance = google_sql_database_instance.resonate.name
 }
 
-resource "random_password" "db" {
+locals {
+  db_user = "resonate"
+}
+
+ephemeral "random_password" "db" {
   # URL-safe: it goes into the postgres:// URL unescaped.
   length  = 32
   special = false
 }
 
 resource "google_sql_user" "resonate" {
-  name     = "resonate"
+  name     = local.db_user
   instance = google_sql_database_instance.resonate.name
-  password = random_password.db.result
+  # Write-only: never in the state. It is sent again exactly when the URL secret
+  # gets a new version, which carries the same ephemeral password (one apply
+  # opens the ephemeral resource once), so the two never disagree.
+  password_wo         = ephemeral.random_password.db.result
+  password_wo_version = google_secret_manager_secret_version.db_url.version
+  # The user owns the server's tables, and Postgres refuses to drop a role that
+  # owns objects: deleting it would stop `terraform destroy`. Deleting the
+  # instance removes it anyway.
+  deletion_policy = "ABANDON"
 }

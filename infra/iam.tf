@@ -2,33 +2,21 @@
 # primitive roles. Secret access is granted per secret with authoritative
 # bindings, so exactly the listed accounts can read each one.
 
-resource "google_service_account" "server" {
-  account_id   = "${var.name_prefix}-server"
-  display_name = "hitl Resonate server"
-  depends_on   = [google_project_service.apis]
+locals {
+  service_accounts = {
+    server          = { id = "server", display_name = "hitl Resonate server" }
+    worker          = { id = "worker", display_name = "hitl worker" }
+    start           = { id = "start", display_name = "hitl start function" }
+    unblock         = { id = "unblock", display_name = "hitl unblock function" }
+    functions_build = { id = "fn-build", display_name = "hitl functions build (Cloud Build)" }
+  }
 }
 
-resource "google_service_account" "worker" {
-  account_id   = "${var.name_prefix}-worker"
-  display_name = "hitl worker"
-  depends_on   = [google_project_service.apis]
-}
+resource "google_service_account" "component" {
+  for_each = local.service_accounts
 
-resource "google_service_account" "start" {
-  account_id   = "${var.name_prefix}-start"
-  display_name = "hitl start function"
-  depends_on   = [google_project_service.apis]
-}
-
-resource "google_service_account" "unblock" {
-  account_id   = "${var.name_prefix}-unblock"
-  display_name = "hitl unblock function"
-  depends_on   = [google_project_service.apis]
-}
-
-resource "google_service_account" "functions_build" {
-  account_id   = "${var.name_prefix}-fn-build"
-  display_name = "hitl functions build (Cloud Build)"
+  account_id   = "${var.name_prefix}-${each.value.id}"
+  display_name = each.value.display_name
   depends_on   = [google_project_service.apis]
 }
 
@@ -37,23 +25,17 @@ resource "google_service_account" "functions_build" {
 resource "google_project_iam_member" "server_cloudsql_client" {
   project = var.project_id
   role    = "roles/cloudsql.client"
-  member  = "serviceAccount:${google_service_account.server.email}"
+  member  = "serviceAccount:${google_service_account.component["server"].email}"
 }
 
 resource "google_project_iam_member" "log_writer" {
   # Runtimes log to stdout (Cloud Run forwards it); the role covers the
   # google-cloud-logging client writing through the API, and build logs.
-  for_each = {
-    server          = google_service_account.server.email
-    worker          = google_service_account.worker.email
-    start           = google_service_account.start.email
-    unblock         = google_service_account.unblock.email
-    functions_build = google_service_account.functions_build.email
-  }
+  for_each = google_service_account.component
 
   project = var.project_id
   role    = "roles/logging.logWriter"
-  member  = "serviceAccount:${each.value}"
+  member  = "serviceAccount:${each.value.email}"
 }
 
 # The functions build reads the source Cloud Functions copies into its own
@@ -61,7 +43,7 @@ resource "google_project_iam_member" "log_writer" {
 resource "google_project_iam_member" "functions_build_sources" {
   project = var.project_id
   role    = "roles/storage.objectViewer"
-  member  = "serviceAccount:${google_service_account.functions_build.email}"
+  member  = "serviceAccount:${google_service_account.component["functions_build"].email}"
 
   condition {
     title       = "function-sources-only"
@@ -72,10 +54,10 @@ resource "google_project_iam_member" "functions_build_sources" {
 
 resource "google_artifact_registry_repository_iam_member" "functions_build_writer" {
   project    = var.project_id
-  location   = google_artifact_registry_repository.functions.location
-  repository = google_artifact_registry_repository.functions.name
+  location   = google_artifact_registry_repository.images["functions"].location
+  repository = google_artifact_registry_repository.images["functions"].name
   role       = "roles/artifactregistry.writer"
-  member     = "serviceAccount:${google_service_account.functions_build.email}"
+  member     = "serviceAccount:${google_service_account.component["functions_build"].email}"
 }
 
 # --- Secrets: exactly the readers -------------------------------------------
@@ -83,21 +65,21 @@ resource "google_artifact_registry_repository_iam_member" "functions_build_write
 resource "google_secret_manager_secret_iam_binding" "db_url" {
   secret_id = google_secret_manager_secret.db_url.id
   role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.server.email}"]
+  members   = ["serviceAccount:${google_service_account.component["server"].email}"]
 }
 
 resource "google_secret_manager_secret_iam_binding" "jwt_public_key" {
   secret_id = google_secret_manager_secret.jwt_public_key.id
   role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.server.email}"]
+  members   = ["serviceAccount:${google_service_account.component["server"].email}"]
 }
 
 resource "google_secret_manager_secret_iam_binding" "signing_key" {
   secret_id = google_secret_manager_secret.signing_key.id
   role      = "roles/secretmanager.secretAccessor"
   members = [
-    "serviceAccount:${google_service_account.unblock.email}",
-    "serviceAccount:${google_service_account.worker.email}",
+    "serviceAccount:${google_service_account.component["unblock"].email}",
+    "serviceAccount:${google_service_account.component["worker"].email}",
   ]
 }
 
@@ -106,31 +88,16 @@ resource "google_secret_manager_secret_iam_binding" "webhook" {
 
   secret_id = google_secret_manager_secret.webhook[0].id
   role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.start.email}"]
+  members   = ["serviceAccount:${google_service_account.component["start"].email}"]
 }
 
-resource "google_secret_manager_secret_iam_binding" "resonate_token_start" {
-  secret_id = data.google_secret_manager_secret.resonate_token_start.id
-  role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.start.email}"]
-}
+# The secrets the operator made: each readable by its one component.
+resource "google_secret_manager_secret_iam_binding" "operator" {
+  for_each = local.operator_secrets
 
-resource "google_secret_manager_secret_iam_binding" "resonate_token_unblock" {
-  secret_id = data.google_secret_manager_secret.resonate_token_unblock.id
+  secret_id = data.google_secret_manager_secret.operator[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.unblock.email}"]
-}
-
-resource "google_secret_manager_secret_iam_binding" "resonate_token_worker" {
-  secret_id = data.google_secret_manager_secret.resonate_token_worker.id
-  role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.worker.email}"]
-}
-
-resource "google_secret_manager_secret_iam_binding" "smtp_password" {
-  secret_id = data.google_secret_manager_secret.smtp_password.id
-  role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.worker.email}"]
+  members   = ["serviceAccount:${google_service_account.component[each.value].email}"]
 }
 
 # --- Who may call what --------------------------------------------------------
@@ -147,30 +114,13 @@ resource "google_cloud_run_v2_service_iam_binding" "server_invoker" {
   members  = ["allUsers"]
 }
 
-# unblock serves the approval page to people following an emailed link: public;
-# every request must carry a link token signed with HITL_SIGNING_KEY.
-resource "google_cloud_run_v2_service_iam_binding" "unblock_invoker" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.unblock.location
-  name     = google_cloudfunctions2_function.unblock.service_config[0].service
-  role     = "roles/run.invoker"
-  members  = ["allUsers"]
-}
-
-# start: only the listed principals (start_auth = "iam"), or public with every
-# POST signed with the webhook secret (start_auth = "webhook").
-resource "google_cloud_run_v2_service_iam_binding" "start_invoker" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.start.location
-  name     = google_cloudfunctions2_function.start.service_config[0].service
-  role     = "roles/run.invoker"
-  members  = local.start_webhook ? ["allUsers"] : var.start_invokers
-}
+# unblock (public) and start (start_invokers, or public in webhook mode): the
+# invoker binding is part of each function (modules/function, functions.tf).
 
 # The worker has no invoker at all: ingress is internal and nothing calls it.
 
 resource "google_secret_manager_secret_iam_binding" "notify_webhook" {
   secret_id = google_secret_manager_secret.notify_webhook.id
   role      = "roles/secretmanager.secretAccessor"
-  members   = ["serviceAccount:${google_service_account.worker.email}"]
+  members   = ["serviceAccount:${google_service_account.component["worker"].email}"]
 }

@@ -15,7 +15,7 @@ locals {
   server_url = "https://${local.server_name}-${data.google_project.this.number}.${var.region}.run.app"
 
   # Cloud Build pushes exactly this reference (cloudbuild.yaml); tests/infra checks both agree.
-  worker_image = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.worker.repository_id}/worker:${var.worker_image_tag}"
+  worker_image = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images["worker"].repository_id}/worker:${var.worker_image_tag}"
 
   start_webhook = var.start_auth == "webhook"
 }

@@ -2,12 +2,12 @@
 
 output "start_url" {
   description = "URL of the start function (HITL_START_URL for the e2e tests; callers POST approval requests here)."
-  value       = google_cloudfunctions2_function.start.url
+  value       = module.function["start"].url
 }
 
 output "unblock_url" {
   description = "URL of the unblock function (HITL_UNBLOCK_URL; the emailed links point here)."
-  value       = google_cloudfunctions2_function.unblock.url
+  value       = module.function["unblock"].url
 }
 
 output "resonate_url" {
@@ -27,12 +27,12 @@ output "worker_service" {
 
 output "start_service" {
   description = "Cloud Run service behind the start function (for log filters)."
-  value       = google_cloudfunctions2_function.start.service_config[0].service
+  value       = module.function["start"].service
 }
 
 output "unblock_service" {
   description = "Cloud Run service behind the unblock function (for log filters)."
-  value       = google_cloudfunctions2_function.unblock.service_config[0].service
+  value       = module.function["unblock"].service
 }
 
 output "worker_image" {

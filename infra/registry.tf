@@ -1,67 +1,63 @@
 # Artifact Registry: the worker image (pushed by Cloud Build, tagged with the
 # commit SHA) and the images Cloud Functions builds from the functions bundle.
 
-resource "google_artifact_registry_repository" "worker" {
-  #checkov:skip=CKV_GCP_84:Google-managed encryption is enough for images built from this public source; a CMEK adds a KMS key to manage and pay for.
-  repository_id = var.artifact_repository
-  location      = var.region
-  format        = "DOCKER"
-  description   = "hitl worker images, tagged with the commit SHA"
-  labels        = { component = "worker" }
-
-  docker_config {
-    # A tag names one build forever: Terraform deploys by tag.
-    immutable_tags = true
-  }
-
-  cleanup_policy_dry_run = false
-
-  cleanup_policies {
-    id     = "keep-recent"
-    action = "KEEP"
-
-    most_recent_versions {
-      keep_count = 10
+locals {
+  image_repositories = {
+    # A tag names one build forever: Terraform deploys the worker by tag.
+    worker = {
+      id             = var.artifact_repository
+      description    = "hitl worker images, tagged with the commit SHA"
+      immutable_tags = true
+    }
+    functions = {
+      id             = "${var.artifact_repository}-functions"
+      description    = "Images Cloud Functions builds for the hitl start and unblock functions"
+      immutable_tags = false
     }
   }
 
-  cleanup_policies {
-    id     = "delete-old"
-    action = "DELETE"
-
-    condition {
-      older_than = "2592000s" # 30 days, except the 10 most recent
-    }
+  # Both repositories: keep the 10 most recent images, delete the rest after 30 days.
+  image_cleanup = {
+    keep-recent = { action = "KEEP", keep_count = 10, older_than = null }
+    delete-old  = { action = "DELETE", keep_count = null, older_than = "2592000s" }
   }
-
-  depends_on = [google_project_service.apis]
 }
 
-resource "google_artifact_registry_repository" "functions" {
+resource "google_artifact_registry_repository" "images" {
   #checkov:skip=CKV_GCP_84:Google-managed encryption is enough for images built from this public source; a CMEK adds a KMS key to manage and pay for.
-  repository_id = "${var.artifact_repository}-functions"
+  for_each = local.image_repositories
+
+  repository_id = each.value.id
   location      = var.region
   format        = "DOCKER"
-  description   = "Images Cloud Functions builds for the hitl start and unblock functions"
-  labels        = { component = "functions" }
+  description   = each.value.description
+  labels        = { component = each.key }
+
+  docker_config {
+    immutable_tags = each.value.immutable_tags
+  }
 
   cleanup_policy_dry_run = false
 
-  cleanup_policies {
-    id     = "keep-recent"
-    action = "KEEP"
+  dynamic "cleanup_policies" {
+    for_each = local.image_cleanup
+    content {
+      id     = cleanup_policies.key
+      action = cleanup_policies.value.action
 
-    most_recent_versions {
-      keep_count = 10
-    }
-  }
+      dynamic "most_recent_versions" {
+        for_each = cleanup_policies.value.keep_count == null ? [] : [cleanup_policies.value.keep_count]
+        content {
+          keep_count = most_recent_versions.value
+        }
+      }
 
-  cleanup_policies {
-    id     = "delete-old"
-    action = "DELETE"
-
-    condition {
-      older_than = "2592000s"
+      dynamic "condition" {
+        for_each = cleanup_policies.value.older_than == null ? [] : [cleanup_policies.value.older_than]
+        content {
+          older_than = condition.value
+        }
+      }
     }
   }
 

@@ -16,7 +16,7 @@ resource "google_cloud_run_v2_service" "server" {
   labels              = { component = "server" }
 
   template {
-    service_account                  = google_service_account.server.email
+    service_account                  = google_service_account.component["server"].email
     timeout                          = "3600s"
     max_instance_request_concurrency = 1000
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
@@ -139,6 +139,8 @@ resource "google_cloud_run_v2_service" "server" {
   }
 
   depends_on = [
+    # A new DB URL version carries a new password: roll only after the user has it.
+    google_sql_user.resonate,
     google_project_iam_member.server_cloudsql_client,
     google_secret_manager_secret_iam_binding.db_url,
     google_secret_manager_secret_iam_binding.jwt_public_key,

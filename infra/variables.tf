@@ -46,29 +46,51 @@ variable "deletion_protection" {
   default     = true
 }
 
+variable "rotations" {
+  description = "Generation of each secret Terraform generates. Its value is write-only (never in the state), so Terraform writes a new random one exactly when its number grows: raise one by 1 to rotate that secret (README.md, \"Rotating secrets\")."
+  type = object({
+    db_password           = optional(number, 1)
+    signing_key           = optional(number, 1)
+    notify_webhook_secret = optional(number, 1)
+    webhook_secret        = optional(number, 1)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for n in values(var.rotations) : n >= 1 && floor(n) == n])
+    error_message = "Every rotations entry must be a whole number >= 1 (raise it by 1 to rotate)."
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Resonate server
 # ---------------------------------------------------------------------------
 
 variable "resonate_image" {
-  description = "Resonate server image, pinned by version tag or digest. Needs a release with the `<origin>:<lineage>` id format (after v0.9.8)."
+  description = "Resonate server image, pinned: REPO:TAG, REPO@sha256:DIGEST or REPO:TAG@sha256:DIGEST (README.md, \"Pinning the server image\"). Needs v0.10.0 or later: the first release with the SDK's `<origin>:<lineage>` ids."
   type        = string
-  default     = "docker.io/resonatehqio/resonate:v0.9.9"
+  default     = "docker.io/resonatehqio/resonate:v0.10.0"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$", var.resonate_image))
+    error_message = "resonate_image must be an image reference: [REGISTRY/]REPO[:TAG][@sha256:DIGEST]."
+  }
 
   validation {
     condition     = can(regex("(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$", var.resonate_image))
-    error_message = "resonate_image must end with a tag (:vX.Y.Z) or a digest (@sha256:...)."
+    error_message = "resonate_image must end with a tag (:v0.10.0) or a digest (@sha256:<64 hex>), or carry both (:v0.10.0@sha256:...)."
   }
 
   validation {
     condition     = !can(regex(":(latest|dev|main)$", var.resonate_image))
-    error_message = "resonate_image must be pinned: not :latest, :dev or :main."
+    error_message = "resonate_image must be pinned: not :latest, :dev or :main (a digest after the tag pins it: :latest@sha256:...)."
   }
 
   validation {
-    # Releases up to v0.9.8 split ids on "." and reject the SDK's "<origin>:<lineage>" ids.
-    condition     = !can(regex(":v0\\.([0-8]\\.[0-9]+|9\\.[0-8])$", var.resonate_image))
-    error_message = "resonate_image must be a release after v0.9.8 (earlier servers do not accept the SDK's ids)."
+    # Releases before v0.10.0 split ids on "." and reject the SDK's "<origin>:<lineage>" ids
+    # (resonatehq/resonate PR #1127, released in v0.10.0; v0.9.9 was never published).
+    condition     = !can(regex(":v?0\\.[0-9]\\.[0-9]+([-+][A-Za-z0-9.-]*)?(@|$)", var.resonate_image))
+    error_message = "resonate_image must be v0.10.0 or later: earlier servers do not accept the SDK's <origin>:<lineage> ids."
   }
 }
 
@@ -83,13 +105,20 @@ variable "resonate_jwt_public_key" {
 }
 
 variable "resonate_pool_size" {
-  description = "Postgres connection pool size of the Resonate server. Keep it under the instance tier's max_connections (db-f1-micro: 25)."
+  description = "Postgres connection pool size of the Resonate server. Two instances overlap during a deploy: keep twice this under the tier's max_connections (db-f1-micro: 25, 3 reserved)."
   type        = number
   default     = 10
 
   validation {
     condition     = var.resonate_pool_size >= 1 && var.resonate_pool_size <= 100 && floor(var.resonate_pool_size) == var.resonate_pool_size
     error_message = "resonate_pool_size must be an integer from 1 to 100."
+  }
+
+  validation {
+    # During a deploy the old and the new server instance each hold a pool.
+    # db-f1-micro allows 25 connections, 3 of them reserved for superusers.
+    condition     = var.db_tier != "db-f1-micro" || 2 * var.resonate_pool_size <= 22
+    error_message = "With db_tier = \"db-f1-micro\" (25 connections), resonate_pool_size must be at most 11: two server instances overlap during a deploy."
   }
 }
 
@@ -125,8 +154,10 @@ variable "db_tier" {
   default     = "db-f1-micro"
 
   validation {
-    condition     = can(regex("^db-(f1-micro|g1-small|custom-[0-9]+-[0-9]+|perf-optimized-N-[0-9]+)$", var.db_tier))
-    error_message = "db_tier must be a Cloud SQL tier such as db-f1-micro, db-g1-small or db-custom-1-3840."
+    # The instance's edition is ENTERPRISE (database.tf): Enterprise Plus tiers
+    # (db-perf-optimized-N-*) would be refused by the API at apply time.
+    condition     = can(regex("^db-(f1-micro|g1-small|custom-[0-9]+-[0-9]+)$", var.db_tier))
+    error_message = "db_tier must be a Cloud SQL Enterprise edition tier for Postgres: db-f1-micro, db-g1-small or db-custom-CPUS-MEMORY_MB (Enterprise Plus db-perf-optimized-N-* tiers do not fit the ENTERPRISE edition)."
   }
 }
 
@@ -275,6 +306,17 @@ variable "notify_timeout" {
   }
 }
 
+variable "delivery_retry_for" {
+  description = "Seconds the worker keeps retrying the delivery of a decision to a caller's webhook or promise (HITL_DELIVERY_RETRY_FOR)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.delivery_retry_for >= 60 && var.delivery_retry_for <= 2592000 && floor(var.delivery_retry_for) == var.delivery_retry_for
+    error_message = "delivery_retry_for must be a whole number of seconds from 60 (one minute) to 2592000 (30 days)."
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Email (worker)
 # ---------------------------------------------------------------------------
@@ -367,6 +409,11 @@ variable "start_invokers" {
       for m in var.start_invokers : can(regex("^(user|serviceAccount|group|domain|principal|principalSet):.+$", m))
     ])
     error_message = "start_invokers must be IAM principals (user:, serviceAccount:, group:, domain:, principal:, principalSet:); use start_auth = \"webhook\" for a public start."
+  }
+
+  validation {
+    condition     = var.start_auth != "iam" || length(var.start_invokers) > 0
+    error_message = "start_auth = \"iam\" needs at least one principal in start_invokers (e.g. the deployer service account, for the smoke test): with none, nobody can call start."
   }
 }
 

@@ -1,15 +1,19 @@
 terraform {
-  # 1.9+ for validations that refer to other variables.
-  required_version = ">= 1.9, < 2.0"
+  # 1.11+: write-only arguments (secret_data_wo, password_wo) and ephemeral
+  # resources keep the generated secrets out of the plan and the state (1.9+
+  # was already needed for validations that refer to other variables).
+  required_version = ">= 1.11, < 2.0"
 
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = "~> 6.0"
+      source = "hashicorp/google"
+      # 6.37+: write-only secret_data_wo and password_wo.
+      version = "~> 6.37"
     }
     random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
+      source = "hashicorp/random"
+      # 3.7+: ephemeral "random_password".
+      version = "~> 3.7"
     }
   }
 

@@ -4,8 +4,20 @@
 
 locals {
   # Cloud Run sets PORT from container_port; worker/main.py defaults to 8080 too.
-  worker_port        = 8080
+  worker_port = 8080
+  # /health: the process answers (liveness). /ready: its SSE stream to the
+  # server is open (startup), so a new revision takes over only once the
+  # server can reach it.
   worker_health_path = "/health"
+  worker_ready_path  = "/ready"
+
+  # Changes whenever the server's revision template does (unknown in the plan
+  # while it is being replaced): a new server revision rolls the worker in the
+  # same apply, after the server (the worker reads its URI). The new worker
+  # instances open their SSE streams to the new server instance at once,
+  # instead of staying on the old one until their stream ends (up to
+  # worker_sse_timeout). README.md, "Operating notes".
+  server_rollout = substr(sha256(jsonencode(google_cloud_run_v2_service.server.template)), 0, 16)
 }
 
 resource "google_cloud_run_v2_service" "worker" {
@@ -16,9 +28,9 @@ resource "google_cloud_run_v2_service" "worker" {
   labels              = { component = "worker" }
 
   template {
-    service_account       = google_service_account.worker.email
+    service_account       = google_service_account.component["worker"].email
     execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-    labels                = { component = "worker" }
+    labels                = { component = "worker", server-rollout = local.server_rollout }
 
     scaling {
       min_instance_count = var.worker_min_instances
@@ -50,7 +62,7 @@ resource "google_cloud_run_v2_service" "worker" {
         name = "RESONATE_TOKEN"
         value_source {
           secret_key_ref {
-            secret  = data.google_secret_manager_secret.resonate_token_worker.secret_id
+            secret  = data.google_secret_manager_secret.operator["resonate-token-worker"].secret_id
             version = "latest"
           }
         }
@@ -70,7 +82,7 @@ resource "google_cloud_run_v2_service" "worker" {
       }
       env {
         name  = "HITL_UNBLOCK_URL"
-        value = google_cloudfunctions2_function.unblock.url
+        value = module.function["unblock"].url
       }
       env {
         name  = "HITL_TASK_TTL"
@@ -102,8 +114,16 @@ resource "google_cloud_run_v2_service" "worker" {
         }
       }
       env {
+        name  = "HITL_DELIVERY_RETRY_FOR"
+        value = tostring(var.delivery_retry_for)
+      }
+      env {
         name  = "HITL_LOG_FORMAT"
         value = var.log_format
+      }
+      env {
+        name  = "GOOGLE_CLOUD_PROJECT"
+        value = var.project_id
       }
       env {
         name  = "SMTP_HOST"
@@ -125,7 +145,7 @@ resource "google_cloud_run_v2_service" "worker" {
         name = "SMTP_PASSWORD"
         value_source {
           secret_key_ref {
-            secret  = data.google_secret_manager_secret.smtp_password.secret_id
+            secret  = data.google_secret_manager_secret.operator["smtp-password"].secret_id
             version = "latest"
           }
         }
@@ -137,7 +157,7 @@ resource "google_cloud_run_v2_service" "worker" {
 
       startup_probe {
         http_get {
-          path = local.worker_health_path
+          path = local.worker_ready_path
           port = local.worker_port
         }
         period_seconds    = 5
@@ -158,8 +178,7 @@ resource "google_cloud_run_v2_service" "worker" {
   }
 
   depends_on = [
-    google_secret_manager_secret_iam_binding.resonate_token_worker,
+    google_secret_manager_secret_iam_binding.operator,
     google_secret_manager_secret_iam_binding.signing_key,
-    google_secret_manager_secret_iam_binding.smtp_password,
   ]
 }

@@ -22,13 +22,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 
-#: Which Terraform resource runs each component.
+#: Which Terraform resource, or module instance, runs each component.
 COMPONENT_RESOURCES = {
     "server": "google_cloud_run_v2_service.server",
     "worker": "google_cloud_run_v2_service.worker",
-    "start": "google_cloudfunctions2_function.start",
-    "unblock": "google_cloudfunctions2_function.unblock",
+    "start": 'module.function["start"]',
+    "unblock": 'module.function["unblock"]',
 }
+
+#: The module every function is an instance of, and the resource in it that runs the function.
+FUNCTION_MODULE = "function"
+FUNCTION_RESOURCE = "google_cloudfunctions2_function.this"
 
 
 def unquote(value: Any) -> Any:
@@ -55,36 +59,99 @@ def hcl_string(literal: str) -> str:
     return json.loads(f'"{literal}"')
 
 
-_ADDRESS = re.compile(r"(data\.)?(google_[a-z0-9_]+|random_[a-z_]+)\.([a-z0-9_]+)")
+_MODULE_INSTANCE = re.compile(r'module\.([a-z0-9_]+)(?:\["([a-z0-9_-]+)"\])?')
+
+_ADDRESS = re.compile(r'(data\.)?(google_[a-z0-9_]+|random_[a-z_]+)\.([a-z0-9_]+)(\["[a-z0-9_-]+"\])?')
 
 
 def address(value: str) -> str:
-    """``${data.google_x.y[0].secret_id}`` -> ``data.google_x.y``."""
+    """``${data.google_x.y[0].secret_id}`` -> ``data.google_x.y``; a for_each key is kept:
+    ``${google_x.y["k"].email}`` -> ``google_x.y["k"]``."""
     m = _ADDRESS.search(value)
     assert m, f"no resource address in {value!r}"
-    return f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
+    return f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}{m.group(4) or ''}"
 
 
 @dataclass
 class Terraform:
     resources: dict[str, dict[str, Any]]
     data: dict[str, dict[str, Any]]
+    ephemeral: dict[str, dict[str, Any]]
     variables: dict[str, dict[str, Any]]
     outputs: dict[str, dict[str, Any]]
     locals: dict[str, Any]
     terraform: list[dict[str, Any]]
     text: dict[str, str]
+    #: module calls by name, and the parsed module each one's ``source`` names
+    modules: dict[str, dict[str, Any]]
+    children: dict[str, Terraform]
 
     def block(self, addr: str) -> dict[str, Any]:
+        """A resource, a data source, or a module instance's inputs (``module.NAME["KEY"]``)."""
+        if addr.startswith("module."):
+            name, key = _MODULE_INSTANCE.fullmatch(addr).groups()
+            return self.module_inputs(name, key)
         if addr.startswith("data."):
             return self.data[addr[5:]]
         return self.resources[addr]
 
     def exists(self, addr: str) -> bool:
-        return (addr[5:] in self.data) if addr.startswith("data.") else (addr in self.resources)
+        base, _, key = addr.partition('["')
+        if base.startswith("data."):
+            found = base[5:] in self.data
+            body = self.data.get(base[5:], {})
+        else:
+            found = base in self.resources
+            body = self.resources.get(base, {})
+        if not found or not key:
+            return found
+        m = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", str(body.get("for_each", "")))
+        return bool(m) and key.removesuffix('"]') in self.locals[m.group(1)]
+
+    def child(self, name: str) -> Terraform:
+        """The module a call uses."""
+        return self.children[self.modules[name]["source"]]
+
+    def module_inputs(self, name: str, key: str | None = None) -> dict[str, Any]:
+        """A module call's arguments for one instance: ``each.key`` and ``each.value.X`` replaced
+        by that instance's key and its entry of the ``for_each`` local (literals where written so)."""
+        call = self.modules[name]
+        if key is None:
+            assert "for_each" not in call, f"module.{name} has instances: name one"
+            return {k: v for k, v in call.items() if k not in ("source", "for_each", "depends_on")}
+        m = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", call["for_each"])
+        assert m, f"module.{name}: for_each must be a local map"
+        entry = self.locals[m.group(1)][key]
+
+        def each(value: Any) -> Any:
+            if isinstance(value, str):
+                if value == "${each.key}":
+                    return key
+                m = re.fullmatch(r"\$\{each\.value\.([a-z0-9_]+)\}", value)
+                if m:
+                    return entry[m.group(1)]
+                return value
+            if isinstance(value, dict):
+                return {k: each(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [each(v) for v in value]
+            return value
+
+        return {k: each(v) for k, v in call.items() if k not in ("source", "for_each", "depends_on")}
 
     def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.resources.items() if k.split(".")[0] == type_}
+        """The resources of a type; one ``NAME["KEY"]`` each for a ``for_each`` over a local map."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, body in self.resources.items():
+            if name.split(".")[0] != type_:
+                continue
+            m = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", str(body.get("for_each", "")))
+            if m and isinstance(self.locals.get(m.group(1)), dict):
+                for key, value in self.locals[m.group(1)].items():
+                    out[f'{name}["{key}"]'] = _each(body, key, value)
+            else:
+                out[name] = body
+        return out
 
     def local(self, name: str) -> Any:
         return self.locals[name]
@@ -98,34 +165,55 @@ class Terraform:
         return value
 
 
+def _each(value: Any, key: str, each_value: Any) -> Any:
+    """``value`` with ``each.key`` and (a string) ``each.value`` written out for one instance."""
+    if isinstance(value, str):
+        value = value.replace("[each.key]", f'["{key}"]').replace("${each.key}", key)
+        if isinstance(each_value, str):
+            value = value.replace("[each.value]", f'["{each_value}"]').replace("${each.value}", each_value)
+        return value
+    if isinstance(value, dict):
+        return {k: _each(v, key, each_value) for k, v in value.items() if k != "for_each"}
+    if isinstance(value, list):
+        return [_each(v, key, each_value) for v in value]
+    return value
+
+
 @functools.cache
-def terraform() -> Terraform:
+def terraform(directory: Path = INFRA) -> Terraform:
+    """One Terraform module (by default the root, infra/) and, below it, the local modules it calls."""
     resources: dict[str, dict[str, Any]] = {}
     data: dict[str, dict[str, Any]] = {}
+    ephemeral: dict[str, dict[str, Any]] = {}
     variables: dict[str, dict[str, Any]] = {}
     outputs: dict[str, dict[str, Any]] = {}
     locals_: dict[str, Any] = {}
     tf_blocks: list[dict[str, Any]] = []
     text: dict[str, str] = {}
-    for path in sorted(INFRA.glob("*.tf")):
+    modules: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.tf")):
         text[path.name] = path.read_text()
         doc = unquote(hcl2.loads(text[path.name]))
-        for entry in doc.get("resource", []):
-            for type_, named in entry.items():
-                for name, body in named.items():
-                    resources[f"{type_}.{name}"] = body
-        for entry in doc.get("data", []):
-            for type_, named in entry.items():
-                for name, body in named.items():
-                    data[f"{type_}.{name}"] = body
+        for kind, into in (("resource", resources), ("data", data), ("ephemeral", ephemeral)):
+            for entry in doc.get(kind, []):
+                for type_, named in entry.items():
+                    for name, body in named.items():
+                        into[f"{type_}.{name}"] = body
         for entry in doc.get("variable", []):
             variables.update(entry)
         for entry in doc.get("output", []):
             outputs.update(entry)
         for entry in doc.get("locals", []):
             locals_.update(entry)
+        for entry in doc.get("module", []):
+            modules.update(entry)
         tf_blocks.extend(doc.get("terraform", []))
-    return Terraform(resources, data, variables, outputs, locals_, tf_blocks, text)
+    children = {}
+    for call in modules.values():
+        source = call["source"]
+        assert source.startswith("./modules/"), f"only local modules under modules/: {source}"
+        children[source] = terraform((directory / source).resolve())
+    return Terraform(resources, data, ephemeral, variables, outputs, locals_, tf_blocks, text, modules, children)
 
 
 @dataclass(frozen=True)
@@ -137,10 +225,10 @@ class Env:
 
 
 def component_env(tf: Terraform, component: str) -> dict[str, Env]:
-    body = tf.block(COMPONENT_RESOURCES[component])
+    addr = COMPONENT_RESOURCES[component]
     out: dict[str, Env] = {}
-    if COMPONENT_RESOURCES[component].startswith("google_cloud_run_v2_service."):
-        (container,) = body["template"][0]["containers"]
+    if addr.startswith("google_cloud_run_v2_service."):
+        (container,) = tf.block(addr)["template"][0]["containers"]
         for env in container.get("env", []):
             ref = None
             if "value_source" in env:
@@ -148,17 +236,14 @@ def component_env(tf: Terraform, component: str) -> dict[str, Env]:
             assert env["name"] not in out, f"{component}: {env['name']} set twice"
             out[env["name"]] = Env(env["name"], env.get("value"), ref)
         return out
-    service = body["service_config"][0]
-    for name, value in service.get("environment_variables", {}).items():
+    # A function: the module instance's env and secret_env (modules/function wires them,
+    # test_function_module_passes_its_env_through holds it to that).
+    inputs = tf.block(addr)
+    for name, value in inputs.get("env", {}).items():
         out[name] = Env(name, value)
-    for sev in service.get("secret_environment_variables", []):
-        assert sev["key"] not in out, f"{component}: {sev['key']} set twice"
-        out[sev["key"]] = Env(sev["key"], None, address(sev["secret"]))
-    for dyn in service.get("dynamic", []):
-        for block_name, spec in dyn.items():
-            assert block_name == "secret_environment_variables", block_name
-            for content in spec["content"]:
-                out[content["key"]] = Env(content["key"], None, address(content["secret"]), conditional=True)
+    for name, spec in inputs.get("secret_env", {}).items():
+        assert name not in out, f"{component}: {name} set twice"
+        out[name] = Env(name, None, address(spec["secret"]), conditional="enabled" in spec)
     return out
 
 
@@ -175,17 +260,14 @@ def component_secrets(tf: Terraform, component: str) -> set[str]:
 
 def component_service_account(tf: Terraform, component: str) -> str:
     body = tf.block(COMPONENT_RESOURCES[component])
-    if "template" in body:
-        sa = body["template"][0]["service_account"]
-    else:
-        sa = body["service_config"][0]["service_account_email"]
+    sa = body["template"][0]["service_account"] if "template" in body else body["runtime"]["service_account_email"]
     return address(sa)
 
 
 def members_service_accounts(members: list[str]) -> set[str]:
     out = set()
     for m in members:
-        found = re.findall(r"google_service_account\.([a-z0-9_]+)\.email", m)
+        found = re.findall(r'google_service_account\.([a-z0-9_]+(?:\["[a-z0-9_-]+"\])?)\.email', m)
         assert found, f"member {m!r} is not one of this config's service accounts"
         out.update(f"google_service_account.{f}" for f in found)
     return out

@@ -44,10 +44,12 @@ def test_bundle_holds_main_the_package_and_requirements(bundle: Path) -> None:
 
 def test_requirements_are_the_runtime_pins_of_the_lock(bundle: Path) -> None:
     with zipfile.ZipFile(bundle) as zf:
-        lines = [l for l in zf.read("requirements.txt").decode().splitlines() if l and not l.startswith("#")]
-    lock = {l.strip() for l in (ROOT / "requirements.lock").read_text().splitlines() if "==" in l}
+        lines = [
+            line for line in zf.read("requirements.txt").decode().splitlines() if line and not line.startswith("#")
+        ]
+    lock = {line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line}
     assert set(lines) <= lock, sorted(set(lines) - lock)
-    pinned = {_canonical(l.split("==")[0]) for l in lines}
+    pinned = {_canonical(line.split("==")[0]) for line in lines}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for spec in project["dependencies"]:
         name = _canonical(re.match(r"[A-Za-z0-9._-]+", spec).group(0))

@@ -92,10 +92,12 @@ def test_runs_the_worker_module_from_a_workdir_with_hitl_and_worker() -> None:
 
 def test_build_context_allows_what_is_copied_and_nothing_secret() -> None:
     lines = [
-        l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*", "the context is an allow-list"
-    allowed = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     for ins in dockerfile():
         if ins.op == "COPY" and not ins.arg.startswith("--from"):
             *sources, _ = ins.arg.split()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -73,3 +74,65 @@ def test_token_tool_mints_tokens_the_public_key_verifies(tmp_path: Path, tf: Ter
     )
     assert m
     assert re.search(hcl_string(m.group(1)), public.read_text())
+
+
+# --- the smoke test's judge --------------------------------------------------------------------
+
+#: start's own answer for an unknown workflow (functions/main.py, _status).
+START_404 = {"error": "no approval with this workflow_id", "field": "workflow_id"}
+
+GOOGLE_FRONTEND_404 = (
+    b"<!DOCTYPE html><html lang=en><title>Error 404 (Not Found)!!1</title>"
+    b"<p>The requested URL <code>/?workflow_id=cloudbuild-smoke</code> was not found on this server.</p></html>"
+)
+
+
+def _judge(status: int, body: bytes | dict) -> int:
+    sys.path.insert(0, str(ROOT / "infra" / "tools"))
+    try:
+        import smoke_check
+    finally:
+        sys.path.pop(0)
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    return smoke_check.judge(status, raw, "cloudbuild-smoke")[0]
+
+
+def test_the_smoke_judge_expects_starts_real_404() -> None:
+    source = (ROOT / "functions" / "main.py").read_text()
+    assert "_json(404, " + json.dumps(START_404) + ")" in source, "start's 404 changed: update smoke_check.py"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "verdict"),
+    [
+        (404, START_404, 0),
+        (202, {"workflow_id": "cloudbuild-smoke", "status": "pending"}, 0),
+        (200, {"workflow_id": "cloudbuild-smoke", "status": "done", "result": {}}, 0),
+        # A routing or front-end 404 says nothing about the function, the server or the database.
+        (404, GOOGLE_FRONTEND_404, 75),
+        (404, b"", 75),
+        (404, b"Page not found", 75),
+        (404, {"error": "Not Found"}, 75),
+        (404, {"error": "no approval with this workflow_id", "field": "id"}, 75),
+        (200, b"<html>ok</html>", 75),
+        (200, {"workflow_id": "another", "status": "done"}, 75),
+        (503, {"error": "the workflow server is unavailable, try again later"}, 75),
+        (0, b"", 75),
+        (401, b"", 1),
+        (403, GOOGLE_FRONTEND_404, 1),
+        (400, {"error": "workflow_id is required", "field": "workflow_id"}, 1),
+    ],
+)
+def test_the_smoke_judge(status: int, body: bytes | dict, verdict: int) -> None:
+    assert _judge(status, body) == verdict
+
+
+def test_the_smoke_judge_runs_as_a_script(tmp_path: Path) -> None:
+    body = tmp_path / "body"
+    body.write_text(json.dumps(START_404))
+    args = ["--status", "404", "--body", str(body), "--workflow-id", "cloudbuild-smoke"]
+    ok = subprocess.run([sys.executable, str(ROOT / "infra" / "tools" / "smoke_check.py"), *args], capture_output=True)
+    assert ok.returncode == 0, ok.stdout
+    body.write_bytes(GOOGLE_FRONTEND_404)
+    bad = subprocess.run([sys.executable, str(ROOT / "infra" / "tools" / "smoke_check.py"), *args], capture_output=True)
+    assert bad.returncode == 75
