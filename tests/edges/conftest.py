@@ -4,30 +4,18 @@ server's engine (no sockets), driven through Starlette's test client, with a clo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from starlette.requests import Request
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
-from support.inprocess import EngineNetwork, client
+from support.inprocess import EngineNetwork, asgi, client
 
 from devstack.localserver.engine import Engine
 from hitl.client.sendonly import SendOnlyClient
 from hitl.clock import now_ms
 from hitl.edges.plumbing import Router
-
-
-def asgi(router: Router) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """``router`` as an ASGI app, as functions-framework serves a function."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await router(Request(scope, receive))
-        await response(scope, receive, send)
-
-    return app
 
 
 @dataclass

@@ -98,8 +98,19 @@ def _judge(status: int, body: bytes | dict) -> int:
 
 
 def test_the_smoke_judge_expects_starts_real_404() -> None:
-    source = (ROOT / "functions" / "main.py").read_text()
-    assert "_json(404, " + json.dumps(START_404) + ")" in source, "start's 404 changed: update smoke_check.py"
+    """The judge accepts what start really answers for an unknown id (the edge in-process)."""
+    from starlette.testclient import TestClient
+    from support.inprocess import asgi, client
+
+    from devstack.localserver.engine import Engine
+    from hitl.clock import now_ms
+    from hitl.edges.start import Start
+    from hitl.settings import ResonateSettings, StartSettings
+
+    edge = Start(StartSettings(ResonateSettings("http://resonate.test")), client(Engine(), now_ms)[0])
+    answer = TestClient(asgi(edge.router())).get("/", params={"workflow_id": "cloudbuild-smoke"})
+    assert (answer.status_code, answer.json()) == (404, START_404), "start's 404 changed: update smoke_check.py"
+    assert _judge(answer.status_code, answer.content) == 0
 
 
 @pytest.mark.parametrize(

@@ -4,16 +4,21 @@
 seam answered by :class:`devstack.localserver.engine.Engine` directly, so the
 in-process tests of the functions run the production client code (``Promises``
 over ``Sender`` over ``Transport``) against the same protocol semantics as
-every other suite, with a clock the test moves.
+every other suite, with a clock the test moves; :func:`asgi` serves an edge's
+router as functions-framework does, for any ASGI test client.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from devstack.localserver.engine import PROTOCOL_VERSION, Engine
 from hitl.client.sendonly import SendOnlyClient
+from hitl.edges.plumbing import Router
 
 
 class EngineNetwork:
@@ -43,3 +48,13 @@ class EngineNetwork:
 def client(engine: Engine, clock: Callable[[], int]) -> tuple[SendOnlyClient, EngineNetwork]:
     network = EngineNetwork(engine, clock)
     return SendOnlyClient(network, token=None), network
+
+
+def asgi(router: Router) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """``router`` as an ASGI app, as functions-framework serves a function."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await router(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
