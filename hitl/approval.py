@@ -8,7 +8,9 @@
       3. wait until the votes decide (:func:`hitl.model.policy.tally`: k of n, veto, a
          cancel, the deadline); on expiry apply ``on_expiry``: expire, a default
          decision, or escalate to round 1 and wait again
-      4. close the votes still open (their links then show the outcome), return
+      4. close the votes still open (their links then show the outcome), start the
+         delivery of the decision to each ``on_decision`` target (:mod:`hitl.delivery`),
+         return
 
 Waiting holds nothing: the run suspends on its open votes and the server
 resumes it when one settles. Approvers settle their votes through ``unblock``;
@@ -36,7 +38,6 @@ here names its timeout.
 # either: string annotations would be evaluated in each wrapping.
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -47,6 +48,7 @@ from resonate.resonate import Resonate
 from resonate.retry import Exponential
 from resonate.types import Value
 
+from hitl import delivery
 from hitl.client import runs
 from hitl.clock import now_ms
 from hitl.model import policy
@@ -67,13 +69,6 @@ OPEN_VOTES = "approval.open_votes"
 
 #: Retries of a notification step: 1 s doubling to 5 min, for about a day.
 NOTIFY_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
-
-
-@dataclass(frozen=True)
-class Group:
-    """The worker group runs are created on (a dependency of the workflow's steps)."""
-
-    name: str
 
 
 def started_at(run_timeout_at_ms: int, lay: policy.Layout) -> int:
@@ -128,6 +123,8 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     still_open = [id for id, (settled, _) in zip(created, peeked, strict=True) if not settled]
     if still_open:
         await ctx.run(CLOSE, still_open, final.to_json())
+    if req.on_decision:  # the decision is final: deliver it to whoever asked (hitl.delivery)
+        await ctx.run(delivery.DISPATCH, req.workflow_id, [t.to_json() for t in req.on_decision], result.to_json())
     return result.to_json()
 
 
@@ -150,7 +147,7 @@ async def _ask(ctx: Context, req: ApprovalRequest, rnd: policy.Round, ends_at: i
 async def schedule_round(ctx: Context, req: ApprovalRequest, index: int, ends_at: int, run_timeout_at: int) -> None:
     """Create the round's deferred runs: its expiry at ``ends_at``, its reminders before."""
     promises = ctx.get_dependency(Promises)
-    group = ctx.get_dependency(Group).name
+    group = ctx.get_dependency(runs.Group).name
     wf = req.workflow_id
     rnd = policy.layout(req).rounds[index]
     # The expiry run carries the vote ids alone, not the request: the server holds its
@@ -233,7 +230,7 @@ async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, e
 
 
 def register(resonate: Resonate) -> None:
-    """Register the workflow, its deferred runs and its steps on a worker's client."""
+    """Register the workflow, its deferred runs, its steps and the delivery runs on a worker's client."""
     resonate.register(approval, name=WORKFLOW)
     resonate.register(approval_expiry, name=EXPIRY)
     resonate.register(approval_reminder, name=REMINDER)
@@ -242,3 +239,4 @@ def register(resonate: Resonate) -> None:
     resonate.register(close, name=CLOSE)
     resonate.register(expire, name=EXPIRE)
     resonate.register(open_votes, name=OPEN_VOTES)
+    delivery.register(resonate)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from resonate.error import ServerError
@@ -19,12 +19,28 @@ from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
 from hitl.client import runs
-from hitl.clock import now_ms
+from hitl.clock import iso, now_ms
 from hitl.model import policy
-from hitl.model.records import Canceled, Closed, Decision, Expired, RecordError, Result, Vote, VoteState, vote_state
+from hitl.model.records import (
+    Attempt,
+    Canceled,
+    Closed,
+    Decision,
+    Delivery,
+    DeliveryState,
+    Expired,
+    RecordError,
+    Result,
+    Vote,
+    VoteState,
+    vote_state,
+)
 from hitl.model.request import ApprovalRequest, RequestError, stored_request
 
 RunState = Literal["pending", "done", "failed"]
+
+#: Attempts a status read follows at most per target (a day of retries is ~35).
+MAX_ATTEMPTS_READ = 100
 
 
 class Client(Protocol):
@@ -51,6 +67,8 @@ class RunStatus:
     result: Result | None = None
     #: The promise's state when the run failed (``rejected_timedout``, ...).
     failure: str | None = None
+    #: Where each ``on_decision`` target stands.
+    deliveries: tuple[Delivery, ...] = ()
 
     @classmethod
     def of(cls, record: PromiseRecord) -> RunStatus:
@@ -69,6 +87,8 @@ class RunStatus:
             out["result"] = self.result.to_json()
         if self.failure is not None:
             out["result"] = {"state": self.failure}
+        if self.deliveries:
+            out["on_decision"] = [d.to_json() for d in self.deliveries]
         return out
 
 
@@ -160,10 +180,43 @@ async def start(client: Client, group: str, req: ApprovalRequest, *, timeout: fl
 
 
 async def status(client: Client, workflow_id: str, *, timeout: float) -> RunStatus | None:
+    """Where the request stands, with its ``on_decision`` deliveries once it is done."""
     record = await _get(client, workflow_id, timeout)
     if record is None or "resonate:target" not in record.tags or ":" in record.id:
         return None
-    return RunStatus.of(record)
+    run = RunStatus.of(record)
+    found = _request_in(record)
+    if found is None or not found[1].on_decision:
+        return run
+    req = found[1]
+    if run.status == "pending":  # nothing is delivered before the decision
+        return replace(run, deliveries=tuple(Delivery(t.shown, "pending") for t in req.on_decision))
+    chains = [_delivery(client, req, i, timeout) for i in range(len(req.on_decision))]
+    return replace(run, deliveries=tuple(await asyncio.gather(*chains)))
+
+
+async def _delivery(client: Client, req: ApprovalRequest, index: int, timeout: float) -> Delivery:
+    """Where the delivery to ``on_decision[index]`` stands: its chain of attempt runs followed to
+    the last (each attempt that failed in a way that may mend made the next)."""
+    shown = req.on_decision[index].shown
+    last: Attempt | None = None
+    for number in range(1, MAX_ATTEMPTS_READ + 1):
+        record = await _get(client, policy.delivery_id(req.workflow_id, index, number), timeout)
+        if record is None or record.state == "pending":
+            break
+        if record.state != "resolved":
+            return Delivery(shown, "failed", number, f"attempt {number} did not run ({record.state})")
+        try:
+            last = Attempt.from_json(record.value.data)
+        except RecordError:
+            return Delivery(shown, "failed", number, "unreadable attempt")
+        if last.outcome != "retrying":
+            break
+    if last is None:
+        return Delivery(shown, "pending")
+    when = iso(last.at_ms)
+    state: DeliveryState = "pending" if last.outcome == "retrying" else last.outcome
+    return Delivery(shown, state, last.attempt, last.error, when)
 
 
 async def request_of(

@@ -27,7 +27,9 @@ from aiohttp import web
 from resonate.resonate import Resonate
 
 from hitl import approval, logs
+from hitl.client import runs
 from hitl.client.polling import PollSource, polling
+from hitl.delivery import Deliverer
 from hitl.notify.dispatcher import Notifier
 from hitl.settings import ConfigError, LogFormat, WorkerSettings
 
@@ -61,8 +63,16 @@ def build(settings: WorkerSettings) -> tuple[Resonate, PollSource]:
             webhook_secret=settings.notify_webhook_secret,
         )
     )
+    resonate.with_dependency(
+        Deliverer(
+            retry_for=settings.delivery_retry_for,
+            webhook_hosts=settings.hosts.webhook,
+            webhook_secret=settings.notify_webhook_secret,
+            timeout=settings.notify_timeout,
+        )
+    )
     resonate.with_dependency(resonate.promises)
-    resonate.with_dependency(approval.Group(settings.resonate.group))
+    resonate.with_dependency(runs.Group(settings.resonate.group))
     approval.register(resonate)
     return resonate, source
 

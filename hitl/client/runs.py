@@ -10,6 +10,7 @@ worker every lease period while it waits).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from resonate.ids import origin_of
@@ -18,6 +19,13 @@ from resonate.types import PromiseRecord, TaskData, Value
 
 #: Tag naming the function a hitl run executes, so runs can be searched by kind.
 KIND_TAG = "hitl:func"
+
+
+@dataclass(frozen=True)
+class Group:
+    """The worker group runs are created on (a dependency of the worker's steps)."""
+
+    name: str
 
 
 def target_of(group: str) -> str:

@@ -93,19 +93,28 @@ class Start:
             return json_response(202 if run.status == "pending" else 200, run.to_json())
 
     def _check_channels(self, req: ApprovalRequest) -> None:
-        """Slack and webhook URLs must point at an allowed host (the worker will POST there).
+        """Slack and webhook URLs (notification channels, ``on_decision`` webhooks) must point
+        at an allowed host: the worker will POST there.
 
-        The check's module is imported only when a channel names a URL: it parses with yarl
+        The check's module is imported only when a request names a URL: it parses with yarl
         (as the worker's aiohttp POST will), ~15 ms an email-only start need not pay.
         """
-        for i, channel in enumerate(req.notify):
-            if channel.url is not None:
-                from hitl.notify.urls import NotifyError, check_url
+        hosts = self.settings.hosts
+        urls = [(f"notify[{i}].url", c.url, hosts.for_channel(c.type)) for i, c in enumerate(req.notify) if c.url]
+        urls += [
+            (f"on_decision[{i}].url", t.address, hosts.webhook)
+            for i, t in enumerate(req.on_decision)
+            if t.type == "webhook"
+        ]
+        if not urls:
+            return
+        from hitl.notify.urls import NotifyError, check_url
 
-                try:
-                    check_url(channel.url, allowed_hosts=self.settings.hosts.for_channel(channel.type))
-                except NotifyError as exc:
-                    raise RequestError(400, f"notify[{i}].url", str(exc)) from None
+        for name, url, allowed in urls:
+            try:
+                check_url(url, allowed_hosts=allowed)
+            except NotifyError as exc:
+                raise RequestError(400, name, str(exc)) from None
 
     async def status(self, request: Request) -> Response:
         try:

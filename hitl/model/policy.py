@@ -97,6 +97,25 @@ def layout(req: ApprovalRequest) -> Layout:
     return Layout(wf, tuple(rounds))
 
 
+def delivery_id(workflow_id: str, target: int, attempt: int) -> str:
+    """The run of ``attempt`` (1, 2, ...) at delivering the decision to ``on_decision[target]``.
+
+    Beside the votes (``<id>:<n>``) and the rounds' runs (``<id>:r<i>.expiry``), below
+    the request's origin, so one credential prefix covers the whole request.
+    """
+    return f"{workflow_id}:deliver{target}.{attempt}"
+
+
+#: Backoff between delivery attempts: 1 s, doubling, at most an hour.
+FIRST_RETRY_MS = 1_000
+LONGEST_RETRY_MS = 3_600_000
+
+
+def delivery_backoff_ms(failed_attempt: int) -> int:
+    """How long after attempt ``failed_attempt`` (1, 2, ...) failed the next one runs."""
+    return min(FIRST_RETRY_MS << min(failed_attempt - 1, 40), LONGEST_RETRY_MS)
+
+
 def run_timeout(request: ApprovalRequest) -> timedelta:
     """A run's own timeout: every round plus the margin."""
     return timedelta(seconds=layout(request).total_seconds) + RUN_MARGIN

@@ -239,3 +239,53 @@ def _text_or_none(value: object) -> str | None:
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+#: Where a delivery stands: ``pending`` (not yet delivered, maybe retrying), or done for good.
+DeliveryState = Literal["pending", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one delivery attempt did, as its run's result holds it.
+
+    ``retrying``: it failed in a way another attempt may mend, and the next is
+    scheduled; ``delivered`` and ``failed`` end the target's deliveries.
+    """
+
+    outcome: Literal["delivered", "retrying", "failed"]
+    #: 1 for the first attempt.
+    attempt: int
+    at_ms: int
+    #: Why it failed (the host and status at most: never a URL's path or query).
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "attempt": self.attempt, "at": self.at_ms, "error": self.error}
+
+    @classmethod
+    def from_json(cls, value: object) -> Attempt:
+        if not isinstance(value, Mapping) or value.get("outcome") not in ("delivered", "retrying", "failed"):
+            raise RecordError(f"not a delivery attempt: {value!r}")
+        return cls(
+            value["outcome"], _int(value.get("attempt")), _int(value.get("at")), _text_or_none(value.get("error"))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One target of a request's ``on_decision``, as the status answer shows it."""
+
+    #: The target as shown (``{"type": "promise", "id"}`` or ``{"type": "webhook", "host"}``).
+    target: Mapping[str, str]
+    state: DeliveryState
+    attempts: int = 0
+    error: str | None = None
+    #: ISO-8601 UTC of the last attempt.
+    last_attempt_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.target, "state": self.state, "attempts": self.attempts, "error": self.error,
+            "last_attempt_at": self.last_attempt_at,
+        }  # fmt: skip

@@ -15,7 +15,10 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from resonate.ids import origin_of
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -29,6 +32,7 @@ __all__ = [
     "Channel",
     "Escalation",
     "RequestError",
+    "Target",
     "parse_cancel",
     "parse_duration",
     "parse_start",
@@ -51,8 +55,16 @@ MAX_DETAILS_DEPTH = 32
 MAX_BODY_BYTES = 65_536
 
 _FIELDS = frozenset(
-    {"workflow_id", "approvers", "subject", "details", "deadline", "required", "veto", "remind", "on_expiry", "notify"}
-)
+    {
+        "workflow_id", "approvers", "subject", "details", "deadline", "required", "veto", "remind", "on_expiry",
+        "notify", "on_decision",
+    }
+)  # fmt: skip
+#: Most places a request's decision may be delivered to.
+MAX_TARGETS = 10
+#: Longest promise id a target may name (the server itself sets no limit).
+MAX_PROMISE_ID_CHARS = 1000
+MAX_URL_CHARS = 2000
 MAX_REMINDERS = 10
 CHANNEL_TYPES = ("email", "slack", "webhook")
 _REQUIRED = ("workflow_id", "approvers", "subject")
@@ -108,6 +120,31 @@ class Channel:
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request's decision goes when it ends: a caller's Resonate ``promise`` (by id),
+    resolved with the result, or a ``webhook`` (a URL), POSTed an ``approval.decided`` event."""
+
+    type: Literal["promise", "webhook"]
+    #: The promise's id (``promise``) or the URL (``webhook``).
+    address: str
+
+    def to_json(self) -> dict[str, str]:
+        return (
+            {"type": "promise", "id": self.address}
+            if self.type == "promise"
+            else {"type": "webhook", "url": self.address}
+        )
+
+    @property
+    def shown(self) -> dict[str, str]:
+        """The target as a status answer shows it: a webhook by its host alone (a URL's path
+        and query may be credentials, as a Slack webhook's are)."""
+        if self.type == "promise":
+            return self.to_json()
+        return {"type": "webhook", "host": urlsplit(self.address).hostname or ""}
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalRequest:
     workflow_id: str
     #: Normalized addresses, unique, in the order given.
@@ -124,9 +161,11 @@ class ApprovalRequest:
     remind: tuple[int, ...] = ()
     on_expiry: Escalation = field(default_factory=Escalation)
     notify: tuple[Channel, ...] = (Channel("email"),)
+    #: Where the decision is delivered when the request ends (see :class:`Target`).
+    on_decision: tuple[Target, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "workflow_id": self.workflow_id,
             "approvers": list(self.approvers),
             "subject": self.subject,
@@ -138,6 +177,9 @@ class ApprovalRequest:
             "on_expiry": self.on_expiry.to_json(),
             "notify": [c.to_json() for c in self.notify],
         }
+        if self.on_decision:  # absent when empty: a request stored before it existed reads the same
+            out["on_decision"] = [t.to_json() for t in self.on_decision]
+        return out
 
     @classmethod
     def from_json(cls, value: object) -> ApprovalRequest:
@@ -152,8 +194,9 @@ class ApprovalRequest:
                 raise _bad(name, "is required")
         approvers = _approvers(value["approvers"])
         deadline = _deadline(value.get("deadline", DEFAULT_DEADLINE))
+        workflow_id = validate_workflow_id(value["workflow_id"])
         return cls(
-            workflow_id=validate_workflow_id(value["workflow_id"]),
+            workflow_id=workflow_id,
             approvers=approvers,
             subject=_subject(value["subject"]),
             details=_details(value.get("details", {})),
@@ -163,6 +206,7 @@ class ApprovalRequest:
             remind=_remind(value.get("remind", []), deadline),
             on_expiry=_on_expiry(value.get("on_expiry", "expire"), approvers),
             notify=_notify(value.get("notify", [{"type": "email"}])),
+            on_decision=_on_decision(value.get("on_decision", []), workflow_id),
         )
 
 
@@ -192,6 +236,10 @@ def stored_request(value: object) -> ApprovalRequest:
             remind=tuple(int(s) for s in value["remind"]),
             on_expiry=on_expiry,
             notify=tuple(Channel(str(c["type"]), c.get("url")) for c in value["notify"]),
+            on_decision=tuple(
+                Target("promise", str(t["id"])) if t["type"] == "promise" else Target("webhook", str(t["url"]))
+                for t in value.get("on_decision", ())
+            ),
         )
     except (KeyError, TypeError, ValueError):
         raise _bad(None, "not a stored approval request") from None
@@ -407,12 +455,56 @@ def _notify(value: object) -> tuple[Channel, ...]:
         if kind == "email":
             if url is not None:
                 raise _bad(f"{name}.url", "email takes no url")
-        elif not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > 2000:
+        elif not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > MAX_URL_CHARS:
             raise _bad(f"{name}.url", "must be an http(s) URL")
         if any(c.type == kind for c in channels):
             raise _bad(name, f"duplicate channel {kind}")
         channels.append(Channel(kind, url if kind != "email" else None))
     return tuple(channels)
+
+
+def _on_decision(value: object, workflow_id: str) -> tuple[Target, ...]:
+    if not isinstance(value, list) or len(value) > MAX_TARGETS:
+        raise _bad(
+            "on_decision", f'must be a list of at most {MAX_TARGETS} targets like [{{"type": "promise", "id": "..."}}]'
+        )
+    targets: list[Target] = []
+    for i, item in enumerate(value):
+        name = f"on_decision[{i}]"
+        if not isinstance(item, Mapping) or item.get("type") not in ("promise", "webhook"):
+            raise _bad(name, 'must be {"type": "promise", "id": ...} or {"type": "webhook", "url": ...}')
+        key = "id" if item["type"] == "promise" else "url"
+        for k in item:
+            if k not in ("type", key):
+                raise _bad(f"{name}.{k}", "unknown field")
+        address = item.get(key)
+        if item["type"] == "promise":
+            target = Target("promise", _promise_id(address, f"{name}.id", workflow_id))
+        else:
+            if (
+                not isinstance(address, str)
+                or not address.startswith(("https://", "http://"))
+                or len(address) > MAX_URL_CHARS
+            ):
+                raise _bad(f"{name}.url", "must be an http(s) URL")
+            target = Target("webhook", address)
+        if target in targets:
+            raise _bad(name, "duplicate target")
+        targets.append(target)
+    return tuple(targets)
+
+
+def _promise_id(value: object, name: str, workflow_id: str) -> str:
+    """A promise id the Resonate server accepts (not empty, no NUL), of someone else's workflow."""
+    if not isinstance(value, str) or not value:
+        raise _bad(name, "must be a promise id (a non-empty string)")
+    if len(value) > MAX_PROMISE_ID_CHARS:
+        raise _bad(name, f"must be at most {MAX_PROMISE_ID_CHARS} characters")
+    if "\0" in value or _has_control(value):
+        raise _bad(name, "must not contain control characters")
+    if origin_of(value) == workflow_id:
+        raise _bad(name, "must not name a promise of this request itself")
+    return value
 
 
 def _depth(value: object) -> int:

@@ -1,6 +1,7 @@
-"""Approval requests as JSON events POSTed to a caller's webhook.
+"""Approval events as JSON POSTed to a caller's webhook: asked, reminded, decided.
 
-:func:`webhook_event` is pure, so a retried step rebuilds the same event.
+:func:`webhook_event` (an approver is asked or reminded) and :func:`decided_event`
+(the request ended) are pure, so a retried step rebuilds the same event.
 :func:`post_webhook` sends it once, with ``X-Hitl-Idempotency-Key`` (equal
 keys mean "the same event": a receiver drops a duplicate sent after a
 crash-retry) and, when a secret is configured, ``X-Hitl-Signature``, the
@@ -28,6 +29,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "NotifyError",
     "check_url",
+    "decided_event",
     "post_webhook",
     "webhook_event",
 ]
@@ -38,6 +40,28 @@ EventKind = Literal["approval.requested", "approval.reminder"]
 KINDS: tuple[EventKind, ...] = ("approval.requested", "approval.reminder")
 #: Version of the event's shape, sent as ``"version"``.
 VERSION = 1
+
+
+def decided_event(*, workflow_id: str, result: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    """The event telling a caller's webhook that a request ended (``on_decision``).
+
+    Shape::
+
+        {"type": "approval.decided", "id": idempotency_key, "version": 1,
+         "workflow_id": ..., "result": {"decision", "by", "comment", "decided_at", "decisions"}}
+
+    ``result`` is what the status answer carries as ``result``. The same on every
+    attempt: the key tells a receiver it has seen it.
+    """
+    if not idempotency_key or not idempotency_key.isprintable() or len(idempotency_key) > 200:
+        raise ValueError("idempotency_key must be 1-200 printable characters")
+    return {
+        "type": "approval.decided",
+        "id": idempotency_key,
+        "version": VERSION,
+        "workflow_id": workflow_id,
+        "result": result,
+    }
 
 
 def webhook_event(
@@ -91,7 +115,7 @@ async def post_webhook(
     timeout: float = 10.0,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """POST ``event`` (from :func:`webhook_event`) as JSON to ``url``, once.
+    """POST ``event`` (from :func:`webhook_event` or :func:`decided_event`) as JSON to ``url``, once.
 
     Call :func:`check_url` on ``url`` first. Signs the exact bytes sent when
     ``secret`` is set. Raises :class:`NotifyError`: ``permanent`` for a 4xx

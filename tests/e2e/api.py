@@ -84,8 +84,8 @@ def deployed() -> Target | None:
 class Api:
     def __init__(self, target: Target | Stack) -> None:
         self.target = target if isinstance(target, Target) else Target.local(target)
-        self.start_url = target.start_url
-        self.unblock_url = target.unblock_url
+        self.start_url = self.target.start_url
+        self.unblock_url = self.target.unblock_url
         #: The requests started through this API, by workflow id.
         self.started: dict[str, dict[str, Any]] = {}
 

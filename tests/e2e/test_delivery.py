@@ -1,0 +1,278 @@
+"""Getting the decision (``on_decision``), end to end: a caller's promise and a caller's webhook.
+
+Real processes: the stack, and a local HTTP receiver that verifies every signature,
+answers what each test scripts, and accepts each event once by its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from resonate.types import Value
+
+from devstack.stack import Stack, wait_until
+from hitl.client.sendonly import send_only
+from hitl.security import signatures
+from hitl.settings import ResonateSettings
+
+from .api import Api, unique
+from .conftest import make_stack
+
+SECRET = secrets.token_urlsafe(32)
+ENV = {
+    "HITL_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    "HITL_NOTIFY_WEBHOOK_SECRET": SECRET,
+}
+
+
+@dataclass
+class Call:
+    path: str
+    key: str
+    signed: bool
+    body: dict[str, Any]
+    answered: int
+
+
+@dataclass
+class Receiver:
+    """An ``approval.decided`` receiver: answers each path's script, then 200; verifies signatures;
+    accepts an event once (by ``X-Hitl-Idempotency-Key``), as a careful receiver does."""
+
+    scripts: dict[str, list[int]] = field(default_factory=dict)
+    #: Paths whose next call is held open until ``release`` is set (a receiver that hangs).
+    hold: set[str] = field(default_factory=set)
+    release: threading.Event = field(default_factory=threading.Event)
+    calls: list[Call] = field(default_factory=list)
+    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                key = self.headers.get("X-Hitl-Idempotency-Key", "")
+                try:
+                    signatures.verify(SECRET.encode(), raw, self.headers.get(signatures.HEADER), now=time.time())
+                    signed = True
+                except signatures.SignatureError:
+                    signed = False
+                if self.path in receiver.hold:
+                    receiver.hold.discard(self.path)
+                    receiver.calls.append(Call(self.path, key, signed, json.loads(raw), 0))
+                    receiver.release.wait(60)
+                    return  # the connection is dropped without an answer
+                script = receiver.scripts.get(self.path, [])
+                status = script.pop(0) if script else 200
+                if not signed:
+                    status = 401
+                receiver.calls.append(Call(self.path, key, signed, json.loads(raw), status))
+                if status == 200:
+                    receiver.accepted.setdefault(key, json.loads(raw))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def on(self, path: str) -> list[Call]:
+        return [c for c in list(self.calls) if c.path == path]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = make_stack(tmp_path_factory.mktemp("delivery"), env=ENV)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def api(stack: Stack) -> Api:
+    return Api(stack)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.release.set()
+    r.server.shutdown()
+
+
+def run(stack: Stack, call: Any) -> Any:
+    async def go() -> Any:
+        client = send_only(ResonateSettings(stack.server.url))
+        try:
+            return await call(client.promises)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def caller_promise(stack: Stack) -> str:
+    """A promise of a caller's own (another origin), pending, as their workflow would hold it."""
+    id = f"{unique('caller')}:1"
+    run(stack, lambda p: p.create(id, int(time.time() * 1000) + 600_000, Value(), {}))
+    return id
+
+
+def deliveries(api: Api, wf: str) -> list[dict[str, Any]]:
+    return api.status(wf).json().get("on_decision", [])
+
+
+def settled(api: Api, wf: str, n: int = 1) -> list[dict[str, Any]]:
+    """The deliveries once ``n`` of them are no longer pending."""
+    return wait_until(
+        lambda: (d := deliveries(api, wf)) and sum(x["state"] != "pending" for x in d) >= n and d,
+        timeout=30,
+        what=f"{wf}'s deliveries",
+    )
+
+
+def test_a_webhook_answering_503_twice_gets_the_event_three_times_and_accepts_it_once(
+    api: Api, receiver: Receiver
+) -> None:
+    receiver.scripts["/flaky"] = [503, 503]
+    body = api.request_body(on_decision=[{"type": "webhook", "url": receiver.url + "/flaky"}])
+    wf = body["workflow_id"]
+    assert api.start(body).status_code == 202
+    assert deliveries(api, wf) == [
+        {"type": "webhook", "host": "127.0.0.1", "state": "pending", "attempts": 0, "error": None,
+         "last_attempt_at": None}
+    ]  # fmt: skip
+    api.decide(api.wait_email(wf)["approve"])
+    result = api.wait_done(wf)["result"]
+
+    [delivery] = settled(api, wf)
+    calls = receiver.on("/flaky")
+    assert [c.answered for c in calls] == [503, 503, 200]
+    assert all(c.signed for c in calls)
+    assert len({c.key for c in calls}) == 1 and len(receiver.accepted) == 1
+    event = receiver.accepted[calls[0].key]
+    assert (event["type"], event["workflow_id"], event["result"]) == ("approval.decided", wf, result)
+    assert (delivery["state"], delivery["attempts"], delivery["error"]) == ("delivered", 3, None)
+
+
+def test_a_4xx_is_not_retried_and_the_target_fails(api: Api, receiver: Receiver, stack: Stack) -> None:
+    receiver.scripts["/gone"] = [410]
+    body = api.request_body(on_decision=[{"type": "webhook", "url": receiver.url + "/gone"}])
+    wf = body["workflow_id"]
+    api.start(body)
+    api.decide(api.wait_email(wf)["reject"], "reject")
+    [delivery] = settled(api, wf)
+    assert (delivery["state"], delivery["attempts"]) == ("failed", 1)
+    assert "HTTP 410" in delivery["error"] and "/gone" not in delivery["error"]
+    # no second attempt: the next would have come 1 s later
+    time.sleep(2.5)  # an absence check: nothing to poll for
+    assert len(receiver.on("/gone")) == 1
+    assert deliveries(api, wf)[0]["attempts"] == 1
+
+
+def test_a_callers_promise_is_resolved_with_the_result(api: Api, stack: Stack) -> None:
+    promise = caller_promise(stack)
+    body = api.request_body(on_decision=[{"type": "promise", "id": promise}])
+    wf = body["workflow_id"]
+    api.start(body)
+    api.decide(api.wait_email(wf)["approve"], comment="ok")
+    result = api.wait_done(wf)["result"]
+    record = wait_until(
+        lambda: (r := run(stack, lambda p: p.get(promise))).state != "pending" and r, timeout=15, what="the promise"
+    )
+    assert (record.state, record.value.data) == ("resolved", result)
+    assert settled(api, wf)[0] == {
+        "type": "promise", "id": promise, "state": "delivered", "attempts": 1, "error": None,
+        "last_attempt_at": settled(api, wf)[0]["last_attempt_at"],
+    }  # fmt: skip
+
+
+def test_a_missing_or_settled_promise_fails_once_and_changes_nothing(
+    api: Api, stack: Stack, receiver: Receiver
+) -> None:
+    missing = f"{unique('nobody')}:1"
+    taken = caller_promise(stack)
+    run(stack, lambda p: p.resolve(taken, Value(data={"mine": True})))
+    body = api.request_body(
+        on_decision=[
+            {"type": "promise", "id": missing},
+            {"type": "promise", "id": taken},
+            {"type": "webhook", "url": receiver.url + "/ok"},
+        ]
+    )
+    wf = body["workflow_id"]
+    api.start(body)
+    api.decide(api.wait_email(wf)["approve"])
+    assert api.wait_done(wf)["result"]["decision"] == "approved"
+    first, second, third = settled(api, wf, 3)
+    assert (first["state"], first["attempts"], second["state"], second["attempts"]) == ("failed", 1, "failed", 1)
+    assert "does not exist" in first["error"] and "already settled" in second["error"]
+    assert third["state"] == "delivered"  # one failing target holds back no other
+    assert run(stack, lambda p: p.get(taken)).value.data == {"mine": True}
+    errors = [line for line in stack.workers[0].output().splitlines() if "for good" in line and wf in line]
+    assert len(errors) == 2, errors
+
+
+@pytest.mark.parametrize(
+    ("on_decision", "field"),
+    [
+        ([{"type": "promise", "id": f"c{i}:1"} for i in range(11)], "on_decision"),
+        ([{"type": "promise", "id": ""}], "on_decision[0].id"),
+        ([{"type": "promise", "id": "x\u0000y"}], "on_decision[0].id"),
+        ([{"type": "promise", "id": "SELF:1"}], "on_decision[0].id"),
+        ([{"type": "promise", "id": "a:1"}, {"type": "promise", "id": "a:1"}], "on_decision[1]"),
+        ([{"type": "webhook", "url": "https://elsewhere.example.com/hook"}], "on_decision[0].url"),
+        ([{"type": "webhook", "url": "ftp://127.0.0.1/hook"}], "on_decision[0].url"),
+        ([{"type": "email"}], "on_decision[0]"),
+        ([{"type": "promise", "id": "a:1", "url": "x"}], "on_decision[0].url"),
+        ("promise", "on_decision"),
+    ],
+)
+def test_bad_targets_are_400_with_the_field(api: Api, on_decision: Any, field: str) -> None:
+    wf = unique()
+    if isinstance(on_decision, list):
+        on_decision = json.loads(json.dumps(on_decision).replace("SELF", wf))
+    r = api.start(api.request_body(wf, on_decision=on_decision))
+    assert (r.status_code, r.json().get("field")) == (400, field), r.text
+
+
+def test_a_worker_killed_between_the_decision_and_the_delivery_delivers_once(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    stack = make_stack(tmp_path, env=ENV)
+    try:
+        api = Api(stack)
+        promise = caller_promise(stack)
+        receiver.hold.add("/slow")
+        body = api.request_body(
+            on_decision=[{"type": "webhook", "url": receiver.url + "/slow"}, {"type": "promise", "id": promise}]
+        )
+        wf = body["workflow_id"]
+        api.start(body)
+        api.decide(api.wait_email(wf)["approve"])
+        wait_until(lambda: receiver.on("/slow"), timeout=20, what="the first delivery to arrive")
+        stack.workers[0].kill()  # mid-delivery: the POST is in flight, its step unrecorded
+        receiver.release.set()
+        stack.add_worker("worker2")
+        [webhook, settled_promise] = settled(api, wf, 2)
+        calls = receiver.on("/slow")
+        assert len(calls) == 2 and len({c.key for c in calls}) == 1  # sent again, under the same key
+        assert len(receiver.accepted) == 1
+        assert (webhook["state"], settled_promise["state"]) == ("delivered", "delivered")
+        assert run(stack, lambda p: p.get(promise)).value.data == api.wait_done(wf)["result"]
+    finally:
+        stack.stop()
