@@ -36,6 +36,7 @@ from hitl.model.records import (
     vote_state,
 )
 from hitl.model.request import ApprovalRequest, RequestError, stored_request
+from hitl.settings import ResonateSettings
 
 RunState = Literal["pending", "done", "failed"]
 
@@ -193,6 +194,27 @@ async def status(client: Client, workflow_id: str, *, timeout: float) -> RunStat
         return replace(run, deliveries=tuple(Delivery(t.shown, "pending") for t in req.on_decision))
     chains = [_delivery(client, req, i, timeout) for i in range(len(req.on_decision))]
     return replace(run, deliveries=tuple(await asyncio.gather(*chains)))
+
+
+async def wait(
+    client: Client, settings: ResonateSettings, workflow_id: str, *, seconds: float, timeout: float
+) -> RunStatus | None:
+    """The status as soon as the request ends, or as it stands after ``seconds`` (a long poll).
+
+    Nothing is kept between calls; while it waits the server pushes the end to it
+    (:mod:`hitl.client.waiting`), and it reads the request every few seconds in case
+    a push was lost. ``timeout`` bounds each read, as for every other operation.
+    """
+    run = await status(client, workflow_id, timeout=timeout)
+    if run is None or run.status != "pending" or seconds <= 0:
+        return run
+    from hitl.client.waiting import until_settled  # loads aiohttp: only waiters pay for it
+
+    async def read(id: str) -> PromiseRecord:
+        return await _bounded(client.promises.get(id), timeout)
+
+    await until_settled(client.promises, settings, workflow_id, seconds=seconds, get=read)
+    return await status(client, workflow_id, timeout=timeout)
 
 
 async def _delivery(client: Client, req: ApprovalRequest, index: int, timeout: float) -> Delivery:

@@ -1,7 +1,8 @@
 """``hitl``: the operator's command line, over the same client code as the functions.
 
-    hitl start FILE|-                 start an approval from a JSON request body (as for ``start``)
+    hitl start FILE|- [--wait [--timeout D]]  start an approval from a JSON request body (as for ``start``)
     hitl status WORKFLOW_ID           where a request stands (its result once decided)
+    hitl wait WORKFLOW_ID [--timeout D]  block until the request ends; the exit code says how
     hitl list [--limit N]             pending requests: the current round's votes, who is waiting
     hitl decide WORKFLOW_ID --approver EMAIL (--approve|--reject) [--comment TEXT]
                                       record an approver's vote, as their click would
@@ -14,7 +15,9 @@ writes the vote through the server as the approver's click would: the authority 
 the server's (``RESONATE_TOKEN``), not a link's signature, so it needs no signing key.
 
 Exit codes: 0 done; 1 not found or conflict (already decided, already ended);
-2 usage or configuration error; 3 the Resonate server is unavailable.
+2 usage or configuration error; 3 the Resonate server is unavailable. ``wait`` and
+``start --wait`` end with the outcome: 0 approved, 4 rejected, 5 expired, 6 canceled,
+7 still pending when ``--timeout`` ran out, 8 the run failed (1, 2, 3 as above).
 Errors go to stderr as one line.
 
 The CLI parses, asks :mod:`hitl.operations` and prints: it never talks to the
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
     from hitl.model.policy import Progress
 
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
+#: How ``wait`` ends: one code per outcome (approved is OK).
+REJECTED, EXPIRED, CANCELED, TIMED_OUT, FAILED = 4, 5, 6, 7, 8
+OUTCOME_CODES = {"approved": OK, "rejected": REJECTED, "expired": EXPIRED, "canceled": CANCELED}
 
 
 class Failure(Exception):
@@ -127,6 +133,13 @@ def render_status(run: dict[str, Any]) -> str:
     if decisions:
         rows = [[d.get("decided_at"), d.get("by"), d.get("decision"), d.get("ip"), d.get("comment")] for d in decisions]
         text += "\n\n" + table(["DECIDED_AT", "BY", "DECISION", "FROM", "COMMENT"], rows)
+    if run.get("on_decision"):
+        rows = [
+            [d.get("type"), d.get("id") or d.get("host"), d.get("state"), d.get("attempts"), d.get("last_attempt_at") or "-",
+             d.get("error") or "-"]
+            for d in run["on_decision"]
+        ]  # fmt: skip
+        text += "\n\n" + table(["DELIVERY", "TO", "STATE", "ATTEMPTS", "LAST_ATTEMPT", "ERROR"], rows)
     return text
 
 
@@ -183,7 +196,31 @@ async def cmd_start(ctx: Context, args: argparse.Namespace) -> Output:
         raise Failure(
             NOT_FOUND, f"workflow_id {req.workflow_id!r} is already used by a different request", field="workflow_id"
         ) from None
+    if args.wait:
+        return await waited(ctx, req.workflow_id, args.timeout)
     return Output(run.to_json(), render_status(run.to_json()))
+
+
+async def cmd_wait(ctx: Context, args: argparse.Namespace) -> Output:
+    return await waited(ctx, valid_id(args.workflow_id), args.timeout)
+
+
+async def waited(ctx: Context, workflow_id: str, timeout: int | None) -> Output:
+    """Block until the request ends (or ``timeout`` seconds pass); the exit code is its outcome."""
+    from hitl import operations
+
+    seconds = float(timeout) if timeout is not None else float("inf")
+    run = await operations.wait(ctx.client, ctx.settings.resonate, workflow_id, seconds=seconds, timeout=ctx.timeout)
+    if run is None:
+        raise not_found(workflow_id)
+    doc = run.to_json()
+    if run.status == "pending":
+        return Output(doc, render_status(doc), TIMED_OUT, f"{workflow_id!r} is still pending after {timeout}s")
+    if run.result is None:
+        return Output(doc, render_status(doc), FAILED, f"the run of {workflow_id!r} failed ({run.failure})")
+    decision = run.result.decision.decision
+    code = OUTCOME_CODES[decision]
+    return Output(doc, render_status(doc), code, None if code == OK else f"{workflow_id!r} ended {decision}")
 
 
 async def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
@@ -330,8 +367,8 @@ def parser() -> Parser:
         prog="hitl",
         description="Operate durable human-in-the-loop approvals.",
         epilog="Environment: RESONATE_URL (required), RESONATE_TOKEN, HITL_WORKER_GROUP, HITL_SERVER_TIMEOUT. "
-        "Exit codes: 0 ok, 1 not found or conflict, 2 usage or configuration, "
-        "3 server unavailable.",
+        "Exit codes: 0 ok (approved), 1 not found or conflict, 2 usage or configuration, "
+        "3 server unavailable; wait: 4 rejected, 5 expired, 6 canceled, 7 timed out, 8 failed.",
     )
     p.add_argument("--json", action="store_true", default=False, help="one JSON document on stdout")
     p.add_argument("--version", action="version", version=f"hitl {version()}")
@@ -339,7 +376,16 @@ def parser() -> Parser:
 
     s = sub.add_parser("start", parents=[common], help="start an approval from a JSON request body")
     s.add_argument("file", metavar="FILE|-", help="the request body (as POSTed to start); - reads stdin")
+    s.add_argument("--wait", action="store_true", help="then wait until it ends; the exit code says how")
+    s.add_argument("--timeout", type=_duration, metavar="DURATION", help="with --wait: give up after this long")
     s.set_defaults(run=cmd_start)
+
+    s = sub.add_parser("wait", parents=[common], help="wait until a request ends; the exit code says how")
+    s.add_argument("workflow_id", metavar="WORKFLOW_ID")
+    s.add_argument(
+        "--timeout", type=_duration, metavar="DURATION", help='give up after this long: seconds, or "90s", "15m", "24h"'
+    )
+    s.set_defaults(run=cmd_wait)
 
     s = sub.add_parser("status", parents=[common], help="where a request stands")
     s.add_argument("workflow_id", metavar="WORKFLOW_ID")
@@ -363,6 +409,18 @@ def parser() -> Parser:
     s.add_argument("--reason", default="", metavar="TEXT")
     s.set_defaults(run=cmd_cancel)
     return p
+
+
+def _duration(raw: str) -> int:
+    from hitl.model.request import parse_duration
+
+    try:
+        seconds = parse_duration(int(raw) if raw.isdigit() else raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 second")
+    return seconds
 
 
 def _positive(raw: str) -> int:

@@ -1,7 +1,7 @@
 """The ``start`` function: start an approval, read its status, cancel it.
 
     POST /         a request body (JSON)   -> 202 pending, 200 done, 400/409/413/415, 401 (signature)
-    GET  /?workflow_id=ID                   -> 202 pending, 200 done, 404
+    GET  /?workflow_id=ID[&wait=SECONDS]    -> 202 pending, 200 done, 404 (wait: a long poll, at most 60 s)
     POST /cancel   {"workflow_id", "reason"?} -> 202, 404, 409
 
 It parses, asks :mod:`hitl.operations`, and answers; it holds nothing between
@@ -26,6 +26,7 @@ from hitl.model.request import (
     RequestError,
     parse_cancel,
     parse_start,
+    parse_wait,
     validate_workflow_id,
 )
 from hitl.security import signatures
@@ -117,12 +118,19 @@ class Start:
                 raise RequestError(400, name, str(exc)) from None
 
     async def status(self, request: Request) -> Response:
+        """The status; with ``wait=SECONDS`` (at most 60), as soon as the request ends (a long poll)."""
         try:
             workflow_id = validate_workflow_id(request.query_params.get("workflow_id"))
+            wait = parse_wait(request.query_params.get("wait"))
         except RequestError as exc:
             return json_response(exc.status, exc.to_json())
         try:
-            run = await operations.status(self.client, workflow_id, timeout=self.timeout)
+            if wait:
+                run = await operations.wait(
+                    self.client, self.settings.resonate, workflow_id, seconds=wait, timeout=self.timeout
+                )
+            else:
+                run = await operations.status(self.client, workflow_id, timeout=self.timeout)
         except operations.ServerUnavailable as exc:
             return unavailable(exc)
         if run is None:

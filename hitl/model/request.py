@@ -36,6 +36,7 @@ __all__ = [
     "parse_cancel",
     "parse_duration",
     "parse_start",
+    "parse_wait",
     "stored_request",
     "validate_workflow_id",
 ]
@@ -305,6 +306,26 @@ def validate_workflow_id(value: object) -> str:
     if _has_control(value):
         raise _bad("workflow_id", "must not contain control characters")
     return value
+
+
+#: Longest a status read may wait for the request to end (``GET start?wait=``).
+MAX_WAIT_SECONDS = 60
+
+
+def parse_wait(value: str | None) -> float:
+    """The ``wait`` of a status read: seconds from 0 to :data:`MAX_WAIT_SECONDS` (0 when absent).
+
+    Raises :class:`RequestError` (400, field ``wait``).
+    """
+    if value is None or value == "":
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise _bad("wait", f"must be a number of seconds from 0 to {MAX_WAIT_SECONDS}") from None
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # also refuses nan
+        raise _bad("wait", f"must be a number of seconds from 0 to {MAX_WAIT_SECONDS}")
+    return seconds
 
 
 def parse_duration(value: object) -> int:

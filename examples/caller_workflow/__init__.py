@@ -1,0 +1,1 @@
+"""A caller's own durable workflow that waits for a person's decision: see README.md here."""
