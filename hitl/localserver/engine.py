@@ -519,7 +519,7 @@ class Engine:
     def promise_register_listener(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
         awaited = rules.non_empty(data, "awaited")
         address = rules.non_empty(data, "address")
-        if not rules.is_address(address):
+        if rules.parse_address(address) is None:
             return 400, "Invalid listener address"
         self._try_timeout(awaited, now)
         p = self.promises.get(awaited)

@@ -1,0 +1,194 @@
+"""Every rule of the real Resonate server that the local server follows, one row each, with its source.
+
+The local server stands in for the real one (resonatehq/resonate, Rust) in
+``make run`` and in every test: what it accepts, the real server must accept,
+or code that passes here fails in production. So each rule below names where
+the real server states it. The release that matters is v0.10.0 (the first
+speaking the SDK 0.8 id format ``<origin>:<lineage>``, PR #1127); the source
+was read at these commits of resonatehq/resonate:
+
+- ``types.rs@0ec1776``: request validation after PR #1127 (the ``validate_*``
+  functions and the ``#[validate]`` attributes of the request structs);
+- ``server.rs@e528159``: the request handlers the server runs in production
+  (``op_*``), and ``transport/mod.rs`` (``parse_address``,
+  ``is_valid_address``) of the same tree;
+- ``persistence_sqlite.rs@e528159``, ``processing_timeouts.rs@e528159``:
+  what storage does (listeners, schedules firing);
+- ``oracle.rs@01e895d``: the server's own reference model (schedule firing
+  tags);
+- ``util.rs@250f307``: ``is_valid_cron`` / ``compute_next_cron`` (the
+  ``cron`` crate 0.12: zslayton/cron ``parsing.rs``, ``time_unit/*``);
+- ``transport_http_poll.rs@2e0d9e3``: the SSE registry.
+
+A real-server behaviour the local server deliberately does not follow is a
+row marked ``xfail(strict=True)`` that says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import HOUR_MS, Api, ServerFactory, action, now_ms, uid
+
+TYPES = "types.rs@0ec1776"
+SERVER = "server.rs@e528159"
+TRANSPORT = "transport/mod.rs@e528159 parse_address"
+STORAGE = "persistence_sqlite.rs@e528159"
+ORACLE = "oracle.rs@01e895d"
+CRON = "util.rs@250f307 is_valid_cron + cron crate 0.12"
+POLL = "transport_http_poll.rs@2e0d9e3 PollRegistry"
+
+
+def rule(source: str, *values: Any, marks: Any = ()) -> Any:
+    """A parametrized row that names the source it follows (shown in the test id)."""
+    return pytest.param(*values, id=f"{values[0]!s}"[:60], marks=marks)
+
+
+# ---------------------------------------------------------------------------
+# Addresses: resonate:target on promise.create / task.create / task.fence, and
+# the address of promise.register_listener. Source: server.rs op_promise_create,
+# op_task_create, op_task_fence, op_promise_register_listener, all calling
+# transport::is_valid_address = parse_address(..).is_some(); parse_address reads
+# the string with the `url` crate (WHATWG URLs).
+# ---------------------------------------------------------------------------
+
+ROUTABLE = [
+    rule(TRANSPORT, "http://example.com/callback"),
+    rule(TRANSPORT, "https://example.com"),
+    rule(TRANSPORT, "HTTP://Example.COM/x"),  # the scheme is case-insensitive
+    rule(TRANSPORT, "http:example.com"),  # WHATWG: a special scheme ignores missing slashes
+    rule(TRANSPORT, "http://[::1]:8080/x"),
+    rule(TRANSPORT, "poll://uni@workers/w1"),
+    rule(TRANSPORT, "poll://any@workers"),
+    rule(TRANSPORT, "poll://any@workers/"),  # path "/": no id
+    rule(TRANSPORT, "poll://any@workers/w1?x=1"),  # query ignored
+    rule(TRANSPORT, "poll://any:secret@workers/w1"),  # only the username is read
+    rule(TRANSPORT, "poll://any@workers:8080/w1"),  # a port is allowed
+    rule(TRANSPORT, "POLL://any@Workers/w1"),
+    rule(TRANSPORT, "gcps://project/topic"),
+    rule(TRANSPORT, "gcps://p/topic/more"),
+    rule(TRANSPORT, "bash://"),
+    rule(TRANSPORT, "bash://docker/alpine"),
+    rule(TRANSPORT, "bash:anything"),
+]
+
+UNROUTABLE = [
+    rule(TRANSPORT, "ftp://nowhere"),  # no transport for the scheme
+    rule(TRANSPORT, "unknown://x/y"),
+    rule(TRANSPORT, "mailto:a@b.c"),
+    rule(TRANSPORT, "poll://x@workers"),  # cast must be uni or any
+    rule(TRANSPORT, "poll://ANY@workers"),  # ... exactly
+    rule(TRANSPORT, "poll://workers"),  # no cast
+    rule(TRANSPORT, "poll://any@"),  # no group (the URL does not parse)
+    rule(TRANSPORT, "poll://any@/w1"),
+    rule(TRANSPORT, "poll:any@workers"),  # no authority, so no host
+    rule(TRANSPORT, "poll://any@my group"),  # a space is a forbidden host code point
+    rule(TRANSPORT, "poll://any@workers:99999"),  # port out of range
+    rule(TRANSPORT, "gcps://project"),  # no topic
+    rule(TRANSPORT, "gcps://project/"),
+    rule(TRANSPORT, "http://"),  # no host
+    rule(TRANSPORT, "https:///"),
+    rule(TRANSPORT, "http://exa mple.com"),
+    rule(TRANSPORT, "http://[::1"),
+    rule(TRANSPORT, "http://256.256.256.256"),  # ends in a number, so must be IPv4
+    rule(TRANSPORT, "not a url"),
+    rule(TRANSPORT, "/relative"),
+]
+
+
+@pytest.mark.parametrize("address", ROUTABLE)
+def test_routable_target_is_accepted(api: Api, address: str) -> None:
+    id = uid("addr")
+    p = api.create(id, tags={"resonate:target": address})
+    assert p["tags"]["resonate:target"] == address
+
+
+@pytest.mark.parametrize("address", UNROUTABLE)
+def test_unroutable_target_is_400(api: Api, address: str) -> None:
+    r = api.call(
+        "promise.create", {"id": uid("addr"), "timeoutAt": now_ms() + HOUR_MS, "tags": {"resonate:target": address}}
+    )
+    assert (r.status, r.data) == (400, "Invalid resonate:target address")
+
+
+@pytest.mark.parametrize("address", UNROUTABLE)
+def test_unroutable_target_in_task_create_and_fence_is_400(api: Api, address: str) -> None:
+    wf = uid("wf")
+    r = api.call(
+        "task.create",
+        {
+            "pid": "w1",
+            "ttl": 60_000,
+            "action": action(
+                "promise.create", {"id": wf, "timeoutAt": now_ms() + HOUR_MS, "tags": {"resonate:target": address}}
+            ),
+        },
+    )
+    assert (r.status, r.data) == (400, "Invalid resonate:target address")
+    good = uid("wf")
+    api.ok(
+        "task.create",
+        {
+            "pid": "w1",
+            "ttl": 60_000,
+            "action": action(
+                "promise.create",
+                {"id": good, "timeoutAt": now_ms() + HOUR_MS, "tags": {"resonate:target": "poll://any@nobody"}},
+            ),
+        },
+    )
+    fenced = {"id": f"{good}:1", "timeoutAt": now_ms() + HOUR_MS, "tags": {"resonate:target": address}}
+    r = api.call("task.fence", {"id": good, "version": 1, "action": action("promise.create", fenced)})
+    assert (r.status, r.data) == (400, "Invalid resonate:target address")
+
+
+@pytest.mark.parametrize("address", ROUTABLE)
+def test_routable_listener_is_accepted(api: Api, address: str) -> None:
+    id = uid("l")
+    api.create(id)
+    assert api.listen(id, address)["state"] == "pending"
+
+
+@pytest.mark.parametrize("address", UNROUTABLE)
+def test_unroutable_listener_is_400(api: Api, address: str) -> None:
+    id = uid("l")
+    api.create(id)
+    r = api.call("promise.register_listener", {"awaited": id, "address": address})
+    assert (r.status, r.data) == (400, "Invalid listener address")
+
+
+# ---------------------------------------------------------------------------
+# SSE delivery. Source: transport_http_poll.rs PollRegistry (register pushes
+# every connection; send_poll matches the group string exactly and takes the
+# first connection with the id; an anycast without one picks a connection at
+# random); server.rs handle_poll (the group and id come from the path as is).
+# ---------------------------------------------------------------------------
+
+
+def test_group_is_case_sensitive(api: Api, streams: ServerFactory, server: Any) -> None:
+    base = uid("grp")
+    upper = streams.sse(server.url, base.upper(), "w1")
+    lower = streams.sse(server.url, base, "w1")
+    to_upper = api.probe(f"poll://uni@{base.upper()}/w1")
+    to_lower = api.probe(f"poll://uni@{base}/w1")
+    upper.wait_unblock(to_upper)
+    lower.wait_unblock(to_lower)
+    assert not upper.has_unblock(to_lower)
+    assert not lower.has_unblock(to_upper)
+
+
+def test_two_streams_on_one_id_the_first_gets_the_messages(api: Api, streams: ServerFactory, server: Any) -> None:
+    group = uid("g")
+    first = streams.sse(server.url, group, "w1")
+    second = streams.sse(server.url, group, "w1")
+    uni = api.probe(f"poll://uni@{group}/w1")
+    anycast = api.probe(f"poll://any@{group}/w1")
+    first.wait_unblock(uni)
+    first.wait_unblock(anycast)
+    # Both stay registered: once the first goes, the second takes its messages.
+    first.close()
+    after = api.probe(f"poll://uni@{group}/w1")
+    second.wait_unblock(after)
+    assert not second.has_unblock(uni) and not second.has_unblock(anycast)
