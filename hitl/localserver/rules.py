@@ -428,7 +428,11 @@ def action(data: dict[str, Any], field: str = "action", *, head: bool = True) ->
 
 
 def suspend_actions(task_id: str, data: dict[str, Any]) -> list[str]:
-    """Validate ``task.suspend`` actions; return the awaited ids in order."""
+    """Validate ``task.suspend`` actions; return the awaited ids in order, each once.
+
+    Naming a promise twice is not an error: the real server drops the repeats
+    (``server.rs`` ``op_task_suspend``) and registers one callback.
+    """
     actions = data.get("actions")
     if not isinstance(actions, list):
         raise bad("Invalid request: `actions` must be an array")
@@ -445,9 +449,7 @@ def suspend_actions(task_id: str, data: dict[str, Any]) -> list[str]:
         if origin(awaited) != origin(task_id):
             raise bad("Awaited promise must belong to the same origin as the task")
         awaited_ids.append(awaited)
-    if len(set(awaited_ids)) != len(awaited_ids):
-        raise bad("Awaited promise IDs must be unique")
-    return awaited_ids
+    return list(dict.fromkeys(awaited_ids))
 
 
 def heartbeat(data: dict[str, Any]) -> tuple[str, list[tuple[str, int]]]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import HOUR_MS, Api, ServerFactory, action, now_ms, uid
+from .conftest import HOUR_MS, Api, ServerFactory, action, callback, now_ms, uid
 
 TYPES = "types.rs@0ec1776"
 SERVER = "server.rs@e528159"
@@ -157,6 +157,59 @@ def test_unroutable_listener_is_400(api: Api, address: str) -> None:
     api.create(id)
     r = api.call("promise.register_listener", {"awaited": id, "address": address})
     assert (r.status, r.data) == (400, "Invalid listener address")
+
+
+# ---------------------------------------------------------------------------
+# task.suspend. Source: server.rs op_task_suspend (awaited ids deduplicated
+# before persistence_sqlite.rs task_suspend; types.rs validate_task_suspend_data
+# has no uniqueness rule).
+# ---------------------------------------------------------------------------
+
+
+def _workflow(api: Api, group: str = "nobody") -> str:
+    wf = uid("wf")
+    api.ok(
+        "task.create",
+        {
+            "pid": "w1",
+            "ttl": 60_000,
+            "action": action(
+                "promise.create",
+                {
+                    "id": wf,
+                    "timeoutAt": now_ms() + HOUR_MS,
+                    "tags": {
+                        "resonate:origin": wf,
+                        "resonate:branch": wf,
+                        "resonate:parent": wf,
+                        "resonate:target": f"poll://any@{group}",
+                    },
+                },
+            ),
+        },
+    )
+    return wf
+
+
+def _child(api: Api, wf: str, n: int) -> str:
+    id = f"{wf}:{n}"
+    api.create(id, tags={"resonate:origin": wf, "resonate:branch": wf, "resonate:parent": wf})
+    return id
+
+
+def test_suspend_on_the_same_promise_twice_is_deduplicated(api: Api, streams: ServerFactory, server: Any) -> None:
+    group = uid("g")
+    s = streams.sse(server.url, group, "a")
+    wf = _workflow(api, group)
+    c1, c2 = _child(api, wf, 1), _child(api, wf, 2)
+    actions = [callback(c1, wf), callback(c1, wf), callback(c2, wf), callback(c1, wf)]
+    r = api.call("task.suspend", {"id": wf, "version": 1, "actions": actions})
+    assert (r.status, r.data) == (200, {})
+    assert api.ok("task.get", {"id": wf})["task"]["state"] == "suspended"
+    api.settle(c1)
+    s.wait_for(lambda m: m["kind"] == "execute" and m["data"]["task"]["id"] == wf, what="resume")
+    task = api.ok("task.get", {"id": wf})["task"]
+    assert (task["state"], task["resumes"]) == ("pending", 1)
 
 
 # ---------------------------------------------------------------------------
