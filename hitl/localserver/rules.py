@@ -42,10 +42,10 @@ def string(data: dict[str, Any], field: str) -> str:
     return value
 
 
-def non_empty(data: dict[str, Any], field: str) -> str:
+def non_empty(data: dict[str, Any], field: str, message: str | None = None) -> str:
     value = string(data, field)
     if not value:
-        raise bad(f"Invalid request: `{field}` must not be empty")
+        raise bad(message or f"Invalid request: `{field}` must not be empty")
     return value
 
 
@@ -109,10 +109,10 @@ def _shared(value: str) -> str:
     return _values.get(value, value)
 
 
-def tags_of(data: dict[str, Any]) -> dict[str, str]:
-    tags = obj(data, "tags", required=False)
+def tags_of(data: dict[str, Any], field: str = "tags") -> dict[str, str]:
+    tags = obj(data, field, required=False)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        raise bad("Invalid request: `tags` must map strings to strings")
+        raise bad(f"Invalid request: `{field}` must map strings to strings")
     # Every record carries the same few keys: share one string object for each
     # (a JSON decode makes a fresh copy per record). Ids are not interned.
     return {_KEYS.get(k, k): _shared(v) if k in _SHARED_VALUES else v for k, v in tags.items()}
@@ -465,3 +465,61 @@ def heartbeat(data: dict[str, Any]) -> tuple[str, list[tuple[str, int]]]:
     if len({origin(id) for id, _ in refs}) > 1:
         raise bad("All tasks must belong to the same origin")
     return pid, refs
+
+
+def search(data: dict[str, Any], *, default_limit: int) -> tuple[dict[str, str], int, str | None]:
+    """``(tags, limit, cursor)`` of a ``*.search`` (``PromiseSearchData``, ``ScheduleSearchData``).
+
+    ``limit`` is 1..1000 (``#[validate(range(min = 1))]``, then the handler's
+    own check of the upper bound), ``default_limit`` when absent; ``cursor`` is
+    the last id of the previous page.
+    """
+    tags = tags_of(data)
+    limit = data.get("limit")
+    if limit is None:
+        limit = default_limit
+    elif not isinstance(limit, int) or isinstance(limit, bool) or limit > I64_MAX:
+        raise bad("Invalid request: invalid type for field `limit`, expected i64")
+    elif limit < 1:
+        raise bad("Limit must be a positive integer")
+    elif limit > 1000:
+        raise bad("Invalid 'limit' — must be between 1 and 1000")
+    cursor = data.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise bad("Invalid request: invalid type for field `cursor`, expected a string")
+    return tags, limit, cursor
+
+
+def schedule_create(data: dict[str, Any]) -> tuple[str, str, str, int, dict[str, Any], dict[str, str]]:
+    """Validate ``ScheduleCreateData``: ``(id, cron, promiseId, promiseTimeout, promiseParam, promiseTags)``.
+
+    Field rules first, all of them reported together; the schema rules
+    (``validate_schedule_create_data``) only when the fields pass, as the
+    ``validator`` crate does. The cron expression itself is checked after
+    (``is_valid_cron`` in the handler, see :mod:`.cron`).
+    """
+    id, expression, promise_id = string(data, "id"), string(data, "cron"), string(data, "promiseId")
+    timeout = data.get("promiseTimeout")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not -I64_MAX - 1 <= timeout <= I64_MAX:
+        raise bad("Invalid request: missing or invalid field `promiseTimeout`")
+    param = value_obj(data, "promiseParam")
+    tags = tags_of(data, "promiseTags")
+    errors = [
+        message
+        for failed, message in (
+            (not id, "Schedule ID is required"),
+            (not expression, "Cron expression is required"),
+            (not promise_id, "Promise ID template is required"),
+            (timeout < 0, "Promise timeout must be a non-negative integer"),
+        )
+        if failed
+    ]
+    if not errors:
+        # A schedule id becomes the resonate:origin of what it fires, so ':' is reserved.
+        if ":" in id:
+            errors.append("Schedule ID must not contain ':'")
+        elif "resonate:target" not in tags:
+            errors.append("promiseTags must include a resonate:target tag")
+    if errors:
+        raise bad("; ".join(errors))
+    return id, expression, promise_id, timeout, param, tags

@@ -245,3 +245,131 @@ def test_two_streams_on_one_id_the_first_gets_the_messages(api: Api, streams: Se
     after = api.probe(f"poll://uni@{group}/w1")
     second.wait_unblock(after)
     assert not second.has_unblock(uni) and not second.has_unblock(anycast)
+
+
+# ---------------------------------------------------------------------------
+# Schedules. Source: types.rs ScheduleCreateData + validate_schedule_create_data
+# (fields, then schema rules); server.rs op_schedule_create (then is_valid_cron,
+# then INSERT OR IGNORE: an existing id answers the stored schedule; no address
+# check on promiseTags), op_schedule_search (limit 1..1000, default 10, tags
+# filter on promiseTags, cursor); util.rs is_valid_cron (the cron crate 0.12,
+# five fields promoted to six with 0 seconds).
+# ---------------------------------------------------------------------------
+
+VALID_CRONS = [
+    rule(CRON, "* * * * *"),
+    rule(CRON, "*/5 * * * * *"),  # six fields: seconds first
+    rule(CRON, "0 0 0 * * * 2030"),  # seven: a year
+    rule(CRON, "0 9 * * 1"),  # day of week 1 = Sunday
+    rule(CRON, "0 9 * * 7"),  # ... 7 = Saturday
+    rule(CRON, "0 9 * * MON-FRI"),
+    rule(CRON, "0 0 12 ? * WED"),  # ? in a day field
+    rule(CRON, "0 0 0 1 jan-mar *"),
+    rule(CRON, "10-20/2 * * * * *"),
+    rule(CRON, "0 0 0 * * Mon-Thurs/2"),
+    rule(CRON, "@daily"),
+    rule(CRON, "@weekly"),
+]
+
+INVALID_CRONS = [
+    rule(CRON, "not a cron"),
+    rule(CRON, "* * * *"),
+    rule(CRON, "* * * * * * * *"),
+    rule(CRON, "0 9 * * 0"),  # no day 0: Sunday is 1
+    rule(CRON, "60 * * * * *"),
+    rule(CRON, "*/0 * * * * *"),
+    rule(CRON, "0 0 0 * * Tues/2"),  # no step from a named point
+    rule(CRON, "? * * * * *"),  # ? only in the day fields
+    rule(CRON, "0 0 0 L * *"),
+    rule(CRON, "0 0 0 15W * *"),
+    rule(CRON, "0 0 0 * * 6#3"),
+    rule(CRON, "0 0 0 * * * 1969"),
+    rule(CRON, "0 0 0 5-1 * *"),
+    rule(CRON, "@every 5m"),
+]
+
+
+def schedule_data(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": uid("s"),
+        "cron": "0 0 0 1 1 *",
+        "promiseId": "{{.id}}.{{.timestamp}}",
+        "promiseTimeout": HOUR_MS,
+        "promiseTags": {"resonate:target": "poll://any@nobody"},
+        **fields,
+    }
+
+
+@pytest.mark.parametrize("cron", VALID_CRONS)
+def test_valid_cron_is_accepted(api: Api, cron: str) -> None:
+    s = api.ok("schedule.create", schedule_data(cron=cron))["schedule"]
+    assert s["cron"] == cron and s["nextRunAt"] > s["createdAt"]
+
+
+@pytest.mark.parametrize("cron", INVALID_CRONS)
+def test_invalid_cron_is_400(api: Api, cron: str) -> None:
+    r = api.call("schedule.create", schedule_data(cron=cron))
+    assert (r.status, r.data) == (400, "Invalid cron expression")
+
+
+SCHEDULE_400 = [
+    rule(TYPES, "no id", {"id": None}, "Invalid request"),
+    rule(TYPES, "empty id", {"id": ""}, "Schedule ID is required"),
+    rule(TYPES, "empty cron", {"cron": ""}, "Cron expression is required"),
+    rule(TYPES, "empty template", {"promiseId": ""}, "Promise ID template is required"),
+    rule(TYPES, "negative timeout", {"promiseTimeout": -1}, "Promise timeout must be a non-negative integer"),
+    rule(TYPES, "timeout not a number", {"promiseTimeout": "1"}, "Invalid request"),
+    rule(TYPES, "colon in id", {"id": "a:b"}, "Schedule ID must not contain ':'"),
+    rule(TYPES, "no target", {"promiseTags": {"x": "y"}}, "promiseTags must include a resonate:target tag"),
+    rule(TYPES, "no tags", {"promiseTags": None}, "promiseTags must include a resonate:target tag"),
+    rule(TYPES, "tags not strings", {"promiseTags": {"resonate:target": 1}}, "Invalid request"),
+]
+
+
+@pytest.mark.parametrize(("what", "fields", "message"), SCHEDULE_400)
+def test_schedule_create_400(api: Api, what: str, fields: dict[str, Any], message: str) -> None:
+    data = {k: v for k, v in schedule_data(**fields).items() if v is not None}
+    r = api.call("schedule.create", data)
+    assert r.status == 400 and r.data.startswith(message), r
+
+
+def test_schedule_create_validates_before_answering_an_existing_one(api: Api) -> None:
+    data = schedule_data()
+    api.ok("schedule.create", data)
+    r = api.call("schedule.create", {**data, "cron": "nope"})
+    assert (r.status, r.data) == (400, "Invalid cron expression")
+
+
+def test_schedule_target_is_not_checked_as_an_address(api: Api) -> None:
+    # op_schedule_create never calls is_valid_address; the fired promise's execute is just undeliverable.
+    s = api.ok("schedule.create", schedule_data(promiseTags={"resonate:target": "ftp://nowhere"}))["schedule"]
+    assert s["promiseTags"] == {"resonate:target": "ftp://nowhere"}
+
+
+def test_schedule_search_pages_ten_by_default_and_filters_on_promise_tags(api: Api) -> None:
+    mark = uid("m")
+    ids = sorted(
+        api.ok("schedule.create", schedule_data(promiseTags={"resonate:target": "poll://any@x", "mark": mark}))[
+            "schedule"
+        ]["id"]
+        for _ in range(12)
+    )
+    page = api.ok("schedule.search", {"tags": {"mark": mark}})
+    assert [s["id"] for s in page["schedules"]] == ids[:10] and page["cursor"] == ids[9]
+    rest = api.ok("schedule.search", {"tags": {"mark": mark}, "cursor": page["cursor"]})
+    assert [s["id"] for s in rest["schedules"]] == ids[10:] and "cursor" not in rest
+    two = api.ok("schedule.search", {"tags": {"mark": mark}, "limit": 2})
+    assert [s["id"] for s in two["schedules"]] == ids[:2]
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        rule(SERVER, 0, "Limit must be a positive integer"),
+        rule(SERVER, 1001, "Invalid 'limit' — must be between 1 and 1000"),
+        rule(SERVER, "5", "Invalid request"),
+    ],
+)
+def test_schedule_search_limit(api: Api, limit: Any, message: str) -> None:
+    r = api.call("schedule.search", {"limit": limit})
+    assert r.status == 400 and r.data.startswith(message), r
