@@ -12,6 +12,13 @@ with the number of waiting workflows: callbacks are kept on both ends
 and deadlines sit in one heap whose stale entries are skipped when popped
 (and swept out when they outnumber the live ones).
 
+Every pending promise times out in the background at its ``timeoutAt``,
+targeted or not, as the real server's timeout loop does (``process_timeouts``
+settles every pending promise past its deadline and unblocks its listeners);
+a request that touches a promise past its deadline times it out first
+(``try_timeout``), so nothing is answered stale in between. Schedules have one
+heap entry each, at their next tick.
+
 Memory per waiting workflow is a benchmark target (issue 5: under 4 KB), so
 records are lean: the small id collections are tuples (a one-element
 frozenset costs 216 bytes, a tuple 48), the tag values that repeat an id
@@ -273,7 +280,7 @@ class Engine:
         for p in promises:
             p._tags = _flat(self._share_ids(p.id, p.tags))  # (the tags as loaded, ids shared)
             self._index(p)
-            if p.state == "pending" and p.target is not None:
+            if p.state == "pending":
                 self._arm("p", p.id, p.timeout_at)
         for t in tasks:
             self.tasks[t.id] = t
@@ -538,8 +545,8 @@ class Engine:
         p = Promise(id, "pending", param, rules.NO_VALUE, tags, timeout_at, born)
         self._index(p)
         self.dirty_promises.add(id)
+        self._arm("p", id, timeout_at)
         if target is not None:
-            self._arm("p", id, timeout_at)
             t = Task(id, "pending", 0)
             self.tasks[id] = t
             delay = rules.parse_i64(tags.get("resonate:delay", ""))

@@ -373,3 +373,61 @@ def test_schedule_search_pages_ten_by_default_and_filters_on_promise_tags(api: A
 def test_schedule_search_limit(api: Api, limit: Any, message: str) -> None:
     r = api.call("schedule.search", {"limit": limit})
     assert r.status == 400 and r.data.startswith(message), r
+
+
+# ---------------------------------------------------------------------------
+# promise.register_listener. Source: server.rs op_promise_register_listener
+# (validate, is_valid_address, try_timeout, then persistence: INSERT OR IGNORE
+# into listeners (promise_id, address) only while the promise is pending; the
+# answer is the promise as it is); settle_promise / process_timeouts
+# (ListenerUnblocked: one outgoing_unblock per listener, listeners deleted) and
+# processing_messages.rs (the message: kind unblock, head {}, data.promise).
+# ---------------------------------------------------------------------------
+
+
+def test_listener_on_a_settled_promise_answers_it_and_sends_nothing(
+    api: Api, streams: ServerFactory, server: Any
+) -> None:
+    group = uid("g")
+    s = streams.sse(server.url, group, "a")
+    id = uid("l")
+    api.create(id)
+    settled = api.settle(id, "rejected", {"data": "eA=="})
+    assert api.listen(id, f"poll://uni@{group}/a") == settled
+    s.wait_unblock(api.probe(f"poll://uni@{group}/a"))
+    assert not s.has_unblock(id)
+
+
+def test_listeners_are_deduplicated_per_address_and_fire_once(api: Api, streams: ServerFactory, server: Any) -> None:
+    group = uid("g")
+    a, b = streams.sse(server.url, group, "a"), streams.sse(server.url, group, "b")
+    id = uid("l")
+    api.create(id)
+    for address in (f"poll://uni@{group}/a", f"poll://uni@{group}/a", f"poll://uni@{group}/b"):
+        assert api.listen(id, address)["state"] == "pending"
+    settled = api.settle(id, "resolved", {"data": "eQ=="})
+    for stream in (a, b):
+        message = stream.wait_unblock(id)
+        assert message == {"kind": "unblock", "head": {}, "data": {"promise": settled}}
+        stream.wait_unblock(api.probe(f"poll://uni@{group}/{stream.pid}"))
+        assert len(stream.unblocks(id)) == 1
+
+
+def test_listener_on_a_missing_promise_is_404(api: Api) -> None:
+    r = api.call("promise.register_listener", {"awaited": uid("nope"), "address": "poll://any@g"})
+    assert (r.status, r.data) == (404, "Awaited promise not found")
+
+
+def test_listener_fires_when_an_untargeted_promise_times_out_untouched(
+    api: Api, streams: ServerFactory, server: Any
+) -> None:
+    # process_timeouts (persistence_postgres.rs and _sqlite.rs @e528159) times out every pending
+    # promise past its timeoutAt, targeted or not, and unblocks its listeners.
+    group = uid("g")
+    s = streams.sse(server.url, group, "a")
+    id = uid("l")
+    deadline = now_ms() + 300
+    api.create(id, timeout_at=deadline)
+    api.listen(id, f"poll://uni@{group}/a")
+    got = s.wait_unblock(id)["data"]["promise"]
+    assert (got["state"], got["settledAt"]) == ("rejected_timedout", deadline)
