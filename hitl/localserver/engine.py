@@ -627,21 +627,14 @@ class Engine:
         return 200, {"promise": p.record()}
 
     def promise_search(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        state = data.get("state")
-        tags = rules.tags_of(data)
-        limit = data.get("limit", 100)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-            return 400, "Invalid 'limit' — must be between 1 and 1000"
-        cursor = data.get("cursor")
-        states = {"rejected": ("rejected", "rejected_canceled", "rejected_timedout")}.get(
-            state, (state,) if isinstance(state, str) else None
-        )
+        state = rules.promise_state(data)
+        tags, limit, cursor = rules.search(data, default_limit=100)
         found: list[Promise] = []
         for id in sorted(self.promises):
-            if isinstance(cursor, str) and id <= cursor:
+            if cursor is not None and id <= cursor:
                 continue
             p = self.promises[id]
-            if states is not None and p.state not in states:
+            if state is not None and p.state != state:  # exact: "rejected" is not "rejected_canceled"
                 continue
             if any(p.tag(k) != v for k, v in tags.items()):
                 continue
@@ -678,7 +671,7 @@ class Engine:
             return 200, {"task": t.record(), "promise": p.record(), "preload": self._preload(id)}
         t = self.tasks.get(id)
         if t is None:
-            return 422, "The promise does not have a resonate:target tag"
+            return 422, "Promise exists without a target task"
         if t.state == "pending":
             self._acquire(t, pid, ttl, now)
             return 200, {"task": t.record(), "promise": p.record(), "preload": self._preload(id)}

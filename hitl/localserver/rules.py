@@ -467,6 +467,19 @@ def heartbeat(data: dict[str, Any]) -> tuple[str, list[tuple[str, int]]]:
     return pid, refs
 
 
+PROMISE_STATES = ("pending", "resolved", "rejected", "rejected_canceled", "rejected_timedout")
+
+
+def promise_state(data: dict[str, Any]) -> str | None:
+    """The optional ``state`` of a ``promise.search``: one of :data:`PROMISE_STATES` (serde's enum)."""
+    state = data.get("state")
+    if state is None:
+        return None
+    if state not in PROMISE_STATES:
+        raise bad(f"Invalid request: unknown variant `{state}`, expected one of {', '.join(PROMISE_STATES)}")
+    return PROMISE_STATES[PROMISE_STATES.index(state)]
+
+
 def search(data: dict[str, Any], *, default_limit: int) -> tuple[dict[str, str], int, str | None]:
     """``(tags, limit, cursor)`` of a ``*.search`` (``PromiseSearchData``, ``ScheduleSearchData``).
 

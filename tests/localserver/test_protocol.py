@@ -503,7 +503,7 @@ def test_task_create_400_and_422(api: Api) -> None:
     plain = uid("wf")
     api.create(plain)
     r = task_create(api, plain)
-    assert (r.status, r.data) == (422, "The promise does not have a resonate:target tag")
+    assert (r.status, r.data) == (422, "Promise exists without a target task")
 
 
 def test_task_acquire(api: Api, server: Any, streams: ServerFactory) -> None:
