@@ -584,8 +584,17 @@ class Engine:
         return 200, {"promise": p.record()}
 
     def promise_register_listener(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        awaited = rules.non_empty(data, "awaited")
-        address = rules.non_empty(data, "address")
+        awaited, address = rules.string(data, "awaited"), rules.string(data, "address")
+        errors = [
+            message
+            for failed, message in (
+                (not awaited, "Awaited promise ID is required"),
+                (not address, "Address is required"),
+            )
+            if failed
+        ]
+        if errors:
+            return 400, "; ".join(errors)
         if rules.parse_address(address) is None:
             return 400, "Invalid listener address"
         self._try_timeout(awaited, now)

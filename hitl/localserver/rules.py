@@ -453,15 +453,30 @@ def suspend_actions(task_id: str, data: dict[str, Any]) -> list[str]:
 
 
 def heartbeat(data: dict[str, Any]) -> tuple[str, list[tuple[str, int]]]:
-    pid = non_empty(data, "pid")
+    """Validate ``TaskHeartbeatData``: ``(pid, [(id, version)])``.
+
+    A task reference has no rule of its own (any string id, any i64 version):
+    one that names no lease held by ``pid`` renews nothing.
+    """
+    pid = string(data, "pid")
     tasks = data.get("tasks")
-    if not isinstance(tasks, list) or not tasks:
-        raise bad("Invalid request: `tasks` must be a non-empty array")
+    if not isinstance(tasks, list):
+        raise bad("Invalid request: missing or invalid field `tasks`")
     refs: list[tuple[str, int]] = []
     for ref in tasks:
         if not isinstance(ref, dict):
             raise bad("Invalid request: each task must be an object")
-        refs.append((non_empty(ref, "id"), integer(ref, "version")))
+        version = ref.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or not -I64_MAX - 1 <= version <= I64_MAX:
+            raise bad("Invalid request: missing or invalid field `version`")
+        refs.append((string(ref, "id"), version))
+    errors = [
+        message
+        for failed, message in ((not pid, "Process ID is required"), (not tasks, "Tasks array must not be empty"))
+        if failed
+    ]
+    if errors:
+        raise bad("; ".join(errors))
     if len({origin(id) for id, _ in refs}) > 1:
         raise bad("All tasks must belong to the same origin")
     return pid, refs

@@ -509,3 +509,49 @@ def test_task_halt_continue_search(api: Api, kind: str) -> None:
     wf = _workflow(api)
     data = {} if kind == "task.search" else {"id": wf}
     assert api.call(kind, data).status in (200, 409)
+
+
+# ---------------------------------------------------------------------------
+# task.heartbeat. Source: types.rs TaskHeartbeatData (pid non-empty, tasks
+# non-empty and of one origin; TaskHeartbeatTask has no rule of its own: any
+# string id, any i64 version) and persistence task_heartbeat (renews only
+# leases held by that pid at that version; skips an empty id).
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        rule(TYPES, {"id": "", "version": 0}),
+        rule(TYPES, {"id": "nobody", "version": -1}),
+    ],
+)
+def test_heartbeat_task_refs_have_no_rules_of_their_own(api: Api, task: dict[str, Any]) -> None:
+    assert api.ok("task.heartbeat", {"pid": "w1", "tasks": [task]}) == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        rule(TYPES, {"pid": "", "tasks": [{"id": "a", "version": 0}]}, "Process ID is required"),
+        rule(TYPES, {"pid": "w1", "tasks": []}, "Tasks array must not be empty"),
+        rule(TYPES, {"pid": "w1", "tasks": [{"id": "a", "version": 0}, {"id": "b", "version": 0}]}, "All tasks"),
+        rule(TYPES, {"pid": "w1", "tasks": [{"id": "a"}]}, "Invalid request"),
+    ],
+)
+def test_heartbeat_400(api: Api, data: dict[str, Any], message: str) -> None:
+    r = api.call("task.heartbeat", data)
+    assert r.status == 400 and r.data.startswith(message), r
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        rule(TYPES, {"awaited": "", "address": "poll://any@g"}, "Awaited promise ID is required"),
+        rule(TYPES, {"awaited": "x", "address": ""}, "Address is required"),
+        rule(TYPES, {"address": "poll://any@g"}, "Invalid request"),
+    ],
+)
+def test_register_listener_400(api: Api, data: dict[str, Any], message: str) -> None:
+    r = api.call("promise.register_listener", data)
+    assert r.status == 400 and r.data.startswith(message), r
