@@ -12,6 +12,13 @@ with the number of waiting workflows: callbacks are kept on both ends
 and deadlines sit in one heap whose stale entries are skipped when popped
 (and swept out when they outnumber the live ones).
 
+Every pending promise times out in the background at its ``timeoutAt``,
+targeted or not, as the real server's timeout loop does (``process_timeouts``
+settles every pending promise past its deadline and unblocks its listeners);
+a request that touches a promise past its deadline times it out first
+(``try_timeout``), so nothing is answered stale in between. Schedules have one
+heap entry each, at their next tick.
+
 Memory per waiting workflow is a benchmark target (issue 5: under 4 KB), so
 records are lean: the small id collections are tuples (a one-element
 frozenset costs 216 bytes, a tuple 48), the tag values that repeat an id
@@ -30,7 +37,7 @@ import base64
 import heapq
 from typing import Any
 
-from devstack.localserver import rules
+from devstack.localserver import cron, rules
 from devstack.localserver.rules import ProtocolError, origin
 
 PROTOCOL_VERSION = "2026-04-01"
@@ -248,13 +255,15 @@ class Engine:
     def __init__(self, *, server_url: str = "", retry_ms: int = RETRY_MS) -> None:
         self.promises: dict[str, Promise] = {}
         self.tasks: dict[str, Task] = {}
+        #: Schedule records as answered (``nextRunAt`` is the armed tick), and their parsed crons.
         self.schedules: dict[str, dict[str, Any]] = {}
+        self._crons: dict[str, cron.Cron] = {}
         self.server_url = server_url
         self.retry_ms = retry_ms
         #: branch tag -> ids of the promises carrying it, except a promise whose branch is
         #: itself (a root or a global child: most records), found by its id (for preload).
         self._branches: dict[str, list[str]] = {}
-        #: (due, id, kind): kind "p" promise timeout, "t" task retry or lease.
+        #: (due, id, kind): kind "p" promise timeout, "t" task retry or lease, "s" schedule tick.
         self._timers: list[tuple[int, str, str]] = []
         self._sweep_at = _SWEEP_MIN
         #: Messages to deliver once the change is stored.
@@ -271,7 +280,7 @@ class Engine:
         for p in promises:
             p._tags = _flat(self._share_ids(p.id, p.tags))  # (the tags as loaded, ids shared)
             self._index(p)
-            if p.state == "pending" and p.target is not None:
+            if p.state == "pending":
                 self._arm("p", p.id, p.timeout_at)
         for t in tasks:
             self.tasks[t.id] = t
@@ -281,6 +290,10 @@ class Engine:
                 self._arm("t", t.id, t.lease_at)
         for s in schedules:
             self.schedules[s["id"]] = s
+            parsed = cron.parse(s["cron"])
+            if parsed is not None:  # (a record from before crons were checked may not parse)
+                self._crons[s["id"]] = parsed
+                self._arm("s", s["id"], s["nextRunAt"])
 
     def _index(self, p: Promise) -> None:
         self.promises[p.id] = p
@@ -327,13 +340,22 @@ class Engine:
         if kind == "p":
             p = self.promises.get(id)
             return p is not None and p.state == "pending" and p.timeout_at == due
+        if kind == "s":
+            s = self.schedules.get(id)
+            return s is not None and s["nextRunAt"] == due
         t = self.tasks.get(id)
         if t is None:
             return False
         return (t.state == "pending" and t.retry_at == due) or (t.state == "acquired" and t.lease_at == due)
 
     def tick(self, now: int) -> None:
-        """Fire every timer that is due: promise timeouts, lease expiries, retries."""
+        """Fire every timer that is due: promise timeouts, lease expiries, retries, schedule ticks.
+
+        A schedule fires one tick per call, as the real server's timeout loop
+        does (``processing_timeouts.rs``): ticks missed while the server was down
+        are each fired, one per pass, until the schedule has caught up.
+        """
+        fired: list[str] = []
         while self._timers and self._timers[0][0] <= now:
             entry = heapq.heappop(self._timers)
             if not self._live(entry):
@@ -342,12 +364,44 @@ class Engine:
             if kind == "p":
                 self._time_out(self.promises[id], now)
                 continue
+            if kind == "s":
+                self._fire(self.schedules[id], due, now)
+                fired.append(id)
+                continue
             t = self.tasks[id]
             if t.state == "acquired":  # the lease lapsed
                 t.state = "pending"
                 t.pid = t.ttl = t.lease_at = None
             self._set_retry(t, now)
             self._execute(t)
+        for id in fired:
+            self._arm("s", id, self.schedules[id]["nextRunAt"])
+
+    def _fire(self, s: dict[str, Any], fired_at: int, now: int) -> None:
+        """Create the promise of one tick of ``s`` (unless it exists) and move ``s`` to its next tick.
+
+        As ``persistence_sqlite.rs`` ``process_schedule_timeout`` does: the id is
+        the template with ``{{.id}}`` and ``{{.timestamp}}`` (the tick, in ms)
+        replaced; the promise is born at the tick, times out ``promiseTimeout``
+        after it (so a tick fired late may be born timed out), and carries the
+        schedule's tags plus ``resonate:schedule`` and, as the reference model
+        (``oracle.rs``) has it, ``resonate:origin``/``branch``/``parent`` = its id.
+        """
+        sid = s["id"]
+        promise_id = s["promiseId"].replace("{{.id}}", sid).replace("{{.timestamp}}", str(fired_at))
+        if promise_id not in self.promises:
+            tags = {
+                **s["promiseTags"],
+                "resonate:schedule": sid,
+                "resonate:origin": promise_id,
+                "resonate:branch": promise_id,
+                "resonate:parent": promise_id,
+            }
+            timeout_at = fired_at + s["promiseTimeout"]
+            self._create_promise(promise_id, timeout_at, s["promiseParam"], tags, now, created_at=fired_at)
+        s["lastRunAt"] = fired_at
+        s["nextRunAt"] = cron.next_tick(self._crons[sid], fired_at)
+        self.dirty_schedules.add(sid)
 
     def _set_retry(self, t: Task, now: int, at: int | None = None) -> None:
         t.retry_at = at if at is not None else now + self.retry_ms
@@ -461,32 +515,45 @@ class Engine:
             return exc.status, exc.message
 
     def _create_promise(
-        self, id: str, timeout_at: int, param: dict[str, Any], tags: dict[str, str], now: int
+        self,
+        id: str,
+        timeout_at: int,
+        param: dict[str, Any],
+        tags: dict[str, str],
+        now: int,
+        *,
+        created_at: int | None = None,
     ) -> Promise:
-        """Store a new promise (and its task when targeted), as ``promise.create`` does."""
+        """Store a new promise (and its task when targeted), as ``promise.create`` does.
+
+        ``created_at`` is a schedule's tick: the promise is born then (its task's
+        retry counts from it), even when the server fires the tick late.
+        """
         target = tags.get("resonate:target")
         tags = self._share_ids(id, tags)
+        born = now if created_at is None else created_at
         if now >= timeout_at:
             state = "resolved" if tags.get("resonate:timer") == "true" else "rejected_timedout"
-            p = Promise(id, state, param, rules.NO_VALUE, tags, timeout_at, timeout_at, timeout_at)
+            created = timeout_at if created_at is None else created_at
+            p = Promise(id, state, param, rules.NO_VALUE, tags, timeout_at, created, timeout_at)
             self._index(p)
             self.dirty_promises.add(id)
             if target is not None:
                 self.tasks[id] = Task(id, "fulfilled", 0)
                 self.dirty_tasks.add(id)
             return p
-        p = Promise(id, "pending", param, rules.NO_VALUE, tags, timeout_at, now)
+        p = Promise(id, "pending", param, rules.NO_VALUE, tags, timeout_at, born)
         self._index(p)
         self.dirty_promises.add(id)
+        self._arm("p", id, timeout_at)
         if target is not None:
-            self._arm("p", id, timeout_at)
             t = Task(id, "pending", 0)
             self.tasks[id] = t
             delay = rules.parse_i64(tags.get("resonate:delay", ""))
             if delay is not None and now < delay:
                 self._set_retry(t, now, at=delay)
             else:
-                self._set_retry(t, now)
+                self._set_retry(t, born)
                 self._execute(t)
         return p
 
@@ -517,9 +584,18 @@ class Engine:
         return 200, {"promise": p.record()}
 
     def promise_register_listener(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        awaited = rules.non_empty(data, "awaited")
-        address = rules.non_empty(data, "address")
-        if not rules.is_address(address):
+        awaited, address = rules.string(data, "awaited"), rules.string(data, "address")
+        errors = [
+            message
+            for failed, message in (
+                (not awaited, "Awaited promise ID is required"),
+                (not address, "Address is required"),
+            )
+            if failed
+        ]
+        if errors:
+            return 400, "; ".join(errors)
+        if rules.parse_address(address) is None:
             return 400, "Invalid listener address"
         self._try_timeout(awaited, now)
         p = self.promises.get(awaited)
@@ -560,21 +636,14 @@ class Engine:
         return 200, {"promise": p.record()}
 
     def promise_search(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        state = data.get("state")
-        tags = rules.tags_of(data)
-        limit = data.get("limit", 100)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-            return 400, "Invalid 'limit' — must be between 1 and 1000"
-        cursor = data.get("cursor")
-        states = {"rejected": ("rejected", "rejected_canceled", "rejected_timedout")}.get(
-            state, (state,) if isinstance(state, str) else None
-        )
+        state = rules.promise_state(data)
+        tags, limit, cursor = rules.search(data, default_limit=100)
         found: list[Promise] = []
         for id in sorted(self.promises):
-            if isinstance(cursor, str) and id <= cursor:
+            if cursor is not None and id <= cursor:
                 continue
             p = self.promises[id]
-            if states is not None and p.state not in states:
+            if state is not None and p.state != state:  # exact: "rejected" is not "rejected_canceled"
                 continue
             if any(p.tag(k) != v for k, v in tags.items()):
                 continue
@@ -611,7 +680,7 @@ class Engine:
             return 200, {"task": t.record(), "promise": p.record(), "preload": self._preload(id)}
         t = self.tasks.get(id)
         if t is None:
-            return 422, "The promise does not have a resonate:target tag"
+            return 422, "Promise exists without a target task"
         if t.state == "pending":
             self._acquire(t, pid, ttl, now)
             return 200, {"task": t.record(), "promise": p.record(), "preload": self._preload(id)}
@@ -740,44 +809,64 @@ class Engine:
             return 404, "Task not found"
         return 200, {"task": t.record()}
 
-    # -- schedules: stored and listed; the local server does not fire them -----
+    # -- schedules (server.rs op_schedule_*) ------------------------------------
+
+    @staticmethod
+    def _schedule_record(s: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in s.items() if v is not None}
 
     def schedule_create(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        id = rules.non_empty(data, "id")
-        if ":" in id:
-            return 400, "Schedule ID must not contain ':'"
-        tags = data.get("promiseTags")
-        if not isinstance(tags, dict) or "resonate:target" not in tags:
-            return 400, "promiseTags must include a resonate:target tag"
-        if id in self.schedules:
-            return 200, {"schedule": self.schedules[id]}
-        record = {
+        id, expression, promise_id, promise_timeout, param, tags = rules.schedule_create(data)
+        parsed = cron.parse(expression)
+        if parsed is None:
+            return 400, "Invalid cron expression"
+        existing = self.schedules.get(id)
+        if existing is not None:  # the stored one, as it is (INSERT OR IGNORE)
+            return 200, {"schedule": self._schedule_record(existing)}
+        record: dict[str, Any] = {
             "id": id,
-            "cron": rules.non_empty(data, "cron"),
-            "promiseId": rules.non_empty(data, "promiseId"),
-            "promiseTimeout": rules.integer(data, "promiseTimeout"),
-            "promiseParam": rules.value_obj(data, "promiseParam"),
+            "cron": expression,
+            "promiseId": promise_id,
+            "promiseTimeout": promise_timeout,
+            "promiseParam": param,
             "promiseTags": tags,
             "createdAt": now,
-            "nextRunAt": now,
+            "nextRunAt": cron.next_tick(parsed, now),
+            "lastRunAt": None,
         }
         self.schedules[id] = record
+        self._crons[id] = parsed
+        self._arm("s", id, record["nextRunAt"])
         self.dirty_schedules.add(id)
-        return 200, {"schedule": record}
+        return 200, {"schedule": self._schedule_record(record)}
 
     def schedule_get(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        s = self.schedules.get(rules.non_empty(data, "id"))
-        return (200, {"schedule": s}) if s is not None else (404, "Schedule not found")
+        s = self.schedules.get(rules.non_empty(data, "id", "Schedule ID is required"))
+        return (200, {"schedule": self._schedule_record(s)}) if s is not None else (404, "Schedule not found")
 
     def schedule_delete(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        id = rules.non_empty(data, "id")
+        id = rules.non_empty(data, "id", "Schedule ID is required")
         if self.schedules.pop(id, None) is None:
             return 404, "Schedule not found"
+        self._crons.pop(id, None)  # its timer entry goes stale
         self.dirty_schedules.add(id)
         return 200, {}
 
     def schedule_search(self, data: dict[str, Any], now: int, corr_id: str) -> tuple[int, Any]:
-        return 200, {"schedules": [self.schedules[k] for k in sorted(self.schedules)]}
+        tags, limit, cursor = rules.search(data, default_limit=10)
+        found: list[dict[str, Any]] = []
+        for id in sorted(self.schedules):
+            if cursor is not None and id <= cursor:
+                continue
+            s = self.schedules[id]
+            if all(s["promiseTags"].get(k) == v for k, v in tags.items()):
+                found.append(s)
+                if len(found) > limit:
+                    break
+        out: dict[str, Any] = {"schedules": [self._schedule_record(s) for s in found[:limit]]}
+        if len(found) > limit:
+            out["cursor"] = found[limit - 1]["id"]
+        return 200, out
 
 
 _HANDLERS = {

@@ -1,10 +1,15 @@
 """Delivery of pushed messages to the SSE streams of ``GET /poll/{group}/{pid}``.
 
-Addresses are the SDK's ``poll://`` ones, routed as the real server does:
-``poll://uni@group/pid`` reaches that stream only; ``poll://any@group[/pid]``
-reaches that pid when it is connected, else a random stream of the group.
-With nobody to take it, a message is dropped: a pending task's execute comes
-again with the 30 s retry, exactly as on the real server.
+Addresses are the SDK's ``poll://`` ones, read by the one parser the
+validation uses (:func:`.rules.parse_address`) and routed as the real server's
+``PollRegistry`` does: ``poll://uni@group/pid`` reaches that stream only;
+``poll://any@group[/pid]`` reaches that pid when it is connected, else a
+random stream of the group (each connection equally likely). Groups and pids
+are compared exactly as written (a ``poll`` URL's host is never lowercased).
+Two streams on one pid are both kept; a message for that pid goes to the one
+that connected first, as the real registry's first match does. With nobody to
+take it, a message is dropped: a pending task's execute comes again with the
+30 s retry, exactly as on the real server.
 
 One addition keeps a reconnect from losing anything: when the *server* ends a
 stream (the periodic clean end that keeps the SDK's 300 s client timeout from
@@ -21,7 +26,8 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+
+from devstack.localserver.rules import parse_address
 
 logger = logging.getLogger("devstack.localserver")
 
@@ -62,21 +68,11 @@ class _Parked:
     frames: list[Delivery] = field(default_factory=list)
 
 
-def parse_address(address: str) -> tuple[str, str, str | None] | None:
-    """``(cast, group, pid)`` of a ``poll://`` address, or ``None`` if it is not one."""
-    try:
-        parts = urlsplit(address)
-    except ValueError:
-        return None
-    if parts.scheme != "poll" or parts.username not in ("uni", "any") or not parts.hostname:
-        return None
-    pid = parts.path.lstrip("/") or None
-    return parts.username, parts.hostname, pid
-
-
 class Router:
     def __init__(self, *, grace: float = 10.0, clock=time.monotonic) -> None:
         self._groups: dict[str, dict[str, list[Stream]]] = {}
+        #: group -> its streams, oldest first (a random anycast pick is one connection, uniformly).
+        self._members: dict[str, list[Stream]] = {}
         self._parked: dict[tuple[str, str], _Parked] = {}
         self._grace = grace
         self._clock = clock
@@ -88,8 +84,9 @@ class Router:
         return [s for pids in self._groups.values() for ss in pids.values() for s in ss]
 
     def open(self, group: str, pid: str) -> Stream:
-        stream = Stream(group.lower(), pid)
+        stream = Stream(group, pid)
         self._groups.setdefault(stream.group, {}).setdefault(pid, []).append(stream)
+        self._members.setdefault(stream.group, []).append(stream)
         parked = self._parked.pop((stream.group, pid), None)
         if parked is not None:
             for delivery in parked.frames:
@@ -107,6 +104,11 @@ class Router:
             pids.pop(stream.pid, None)
         if not pids:
             self._groups.pop(stream.group, None)
+        members = self._members.get(stream.group, [])
+        if stream in members:
+            members.remove(stream)
+        if not members:
+            self._members.pop(stream.group, None)
         backlog = stream.drain()
         if by_server and not same:
             self._parked[(stream.group, stream.pid)] = _Parked(self._clock() + self._grace, backlog)
@@ -120,17 +122,18 @@ class Router:
 
     def deliver(self, address: str, frame: bytes) -> bool:
         parsed = parse_address(address)
-        if parsed is None:
+        if parsed is None or parsed.scheme != "poll":
             logger.warning("message for an address that is not poll:// dropped", extra={"fields": {"address": address}})
             return False
-        cast, group, pid = parsed
+        cast, group, pid = parsed.cast, parsed.group, parsed.id
+        assert group is not None
         if cast == "uni":
             return pid is not None and self._send_uni(group, pid, (address, frame))
         return self._send_any(group, pid, (address, frame))
 
     def _live(self, group: str, pid: str) -> Stream | None:
         streams = self._groups.get(group, {}).get(pid)
-        return streams[-1] if streams else None
+        return streams[0] if streams else None
 
     def _park(self, group: str, pid: str | None, frame: Delivery) -> bool:
         now = self._clock()
@@ -160,9 +163,9 @@ class Router:
             stream = self._live(group, pid)
             if stream is not None:
                 return stream.put(frame)
-        pids = self._groups.get(group)
-        if pids:
-            return random.choice(pids[random.choice(list(pids))]).put(frame)
+        members = self._members.get(group)
+        if members:
+            return random.choice(members).put(frame)  # noqa: S311 - spreading work, not secrets
         if (pid is not None and self._park(group, pid, frame)) or self._park(group, None, frame):
             return True
         logger.info("no stream in group, message dropped until the task retry", extra={"fields": {"group": group}})

@@ -163,16 +163,18 @@ def test_workflow_settled_from_outside_drops_its_callbacks() -> None:
     assert set(e.promises[c1].awaiters) == set()
 
 
-def test_lazy_timeout_of_awaited_promise_resumes_and_unlinks() -> None:
+@pytest.mark.parametrize("how", ["touched", "background"])
+def test_timeout_of_awaited_promise_resumes_and_unlinks(how: str) -> None:
     e = Engine()
     start_workflow(e, "wf")
     c1 = make_child(e, "wf", 1, timeout=500)
     suspend(e, "wf", 1, [c1])
     clear(e)
-    e.tick(T0 + 10_000)  # an untargeted promise has no background timeout
-    assert e.promises[c1].state == "pending" and e.tasks["wf"].state == "suspended"
-    assert e.outgoing == []
-    out = ok(e, "promise.get", {"id": c1}, T0 + 10_000)
+    if how == "touched":  # a request past the deadline times it out first
+        out = ok(e, "promise.get", {"id": c1}, T0 + 10_000)
+    else:  # untargeted or not, every pending promise times out in the background
+        e.tick(T0 + 10_000)
+        out = ok(e, "promise.get", {"id": c1}, T0 + 10_000)
     assert out["promise"]["state"] == "rejected_timedout" and out["promise"]["settledAt"] == T0 + 500
     assert set(e.promises[c1].awaiters) == set() and set(e.tasks["wf"].awaiting) == set()
     assert e.tasks["wf"].state == "pending"
