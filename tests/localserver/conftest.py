@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from devstack.stack import LocalServerProc, wait_until
 
 VERSION = "2026-04-01"

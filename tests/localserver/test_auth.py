@@ -15,6 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from devstack.stack import PYTHON, LocalServerProc, Proc, wait_until
 
 from .conftest import HOUR_MS, VERSION, Api, ServerFactory, Sse, action, now_ms, uid

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from devstack.stack import free_port, wait_until
 from resonate_base import ORIGIN_HEADER
 from resonate_base.connections import Network
 from resonate_base.error import ConnectorError
 
+from devstack.stack import free_port, wait_until
 from hitl.client.network import StdlibNetwork
 
 

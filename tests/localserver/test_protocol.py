@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+
 from devstack.stack import wait_until
 
 from .conftest import HOUR_MS, VERSION, Api, ServerFactory, action, callback, now_ms, uid

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from procs import LocalServerProc, wait_until
-
 from devstack.localserver.engine import Engine
+from devstack.stack import LocalServerProc, wait_until
 
 from .conftest import HOUR_MS, Api, ServerFactory, now_ms, uid
 

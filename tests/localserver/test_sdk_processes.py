@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devstack.stack import PYTHON, ROOT, LocalServerProc, Proc, wait_until
 
 from devstack.localserver.engine import PROTOCOL_VERSION
+from devstack.stack import PYTHON, ROOT, LocalServerProc, Proc, wait_until
 
 SDKAPP = Path(__file__).resolve().parent / "sdkapp"
 VERSION = PROTOCOL_VERSION

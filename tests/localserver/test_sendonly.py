@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 import requests
-from devstack.stack import LocalServerProc, free_port
 from resonate.error import ServerError
 from resonate.types import Value
 from resonate_base.error import ConnectorError
 
-from devstack.stack import FunctionProc
+from devstack.stack import FunctionProc, LocalServerProc, free_port
 from hitl.client.sendonly import send_only
 from hitl.settings import ResonateSettings
 

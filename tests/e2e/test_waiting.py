@@ -1,0 +1,150 @@
+"""Waiting for a decision without a polling loop of one's own: the long-poll GET, ``hitl wait``,
+``hitl start --wait``, and the CI gate script of examples/ci, against the local stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.stack import PYTHON, ROOT, Stack
+
+from .api import Api, unique
+from .conftest import make_stack
+
+pytestmark = pytest.mark.usefixtures("local")
+
+GATE = ROOT / "examples" / "ci" / "gate.sh"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = make_stack(tmp_path_factory.mktemp("waiting"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def api(stack: Stack) -> Api:
+    return Api(stack)
+
+
+@pytest.fixture
+def env(stack: Stack) -> dict[str, str]:
+    assert stack.server is not None
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("RESONATE_", "HITL_"))}
+    return {**base, "RESONATE_URL": stack.server.url, "HITL_CLI": str(Path(PYTHON).parent / "hitl")}
+
+
+def long_poll(api: Api, wf: str, wait: float) -> tuple[requests.Response, float]:
+    t0 = time.monotonic()
+    r = requests.get(api.start_url, params={"workflow_id": wf, "wait": str(wait)}, timeout=wait + 30)
+    return r, time.monotonic() - t0
+
+
+def decide_after(api: Api, wf: str, act: str, delay: float) -> threading.Thread:
+    """Decide from another thread once the email is there and ``delay`` has passed."""
+
+    def go() -> None:
+        links = api.wait_email(wf)
+        time.sleep(delay)  # pacing: the waiter must be waiting first (not a synchronisation)
+        api.decide(links[act], act)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_long_poll_answers_as_soon_as_the_request_ends(api: Api) -> None:
+    body = api.request_body()
+    wf = body["workflow_id"]
+    api.start(body)
+    decider = decide_after(api, wf, "approve", 1.0)
+    r, took = long_poll(api, wf, 30)
+    decider.join()
+    assert (r.status_code, r.json()["status"], r.json()["result"]["decision"]) == (200, "done", "approved")
+    assert took < 10, took  # pushed, not found at the end of the wait
+
+
+def test_a_long_poll_answers_pending_when_its_time_is_up(api: Api) -> None:
+    body = api.request_body()
+    api.start(body)
+    r, took = long_poll(api, body["workflow_id"], 1.5)
+    assert (r.status_code, r.json()["status"]) == (202, "pending")
+    assert 1.5 <= took < 8
+
+
+@pytest.mark.parametrize("wait", ["61", "-1", "soon", "nan"])
+def test_a_long_poll_waits_at_most_a_minute(api: Api, wait: str) -> None:
+    r = requests.get(api.start_url, params={"workflow_id": "x", "wait": wait}, timeout=10)
+    assert (r.status_code, r.json()["field"]) == (400, "wait")
+
+
+def hitl(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([env["HITL_CLI"], *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize(("act", "code"), [("approve", 0), ("reject", 4)])
+def test_hitl_wait_exits_with_the_outcome(api: Api, env: dict[str, str], act: str, code: int) -> None:
+    body = api.request_body()
+    wf = body["workflow_id"]
+    api.start(body)
+    decider = decide_after(api, wf, act, 0.5)
+    r = hitl(env, "wait", wf, "--json")
+    decider.join()
+    assert r.returncode == code, r.stderr
+    assert json.loads(r.stdout)["result"]["decision"] == {"approve": "approved", "reject": "rejected"}[act]
+
+
+def test_hitl_wait_codes_for_expired_canceled_timed_out_and_unknown(api: Api, env: dict[str, str]) -> None:
+    expiring = api.request_body(deadline=2)
+    api.start(expiring)
+    assert hitl(env, "wait", expiring["workflow_id"]).returncode == 5
+
+    canceled = api.request_body()
+    api.start(canceled)
+    api.wait_email(canceled["workflow_id"])
+    api.start({"workflow_id": canceled["workflow_id"]}, path="cancel")
+    assert hitl(env, "wait", canceled["workflow_id"]).returncode == 6
+
+    pending = api.request_body()
+    api.start(pending)
+    r = hitl(env, "wait", pending["workflow_id"], "--timeout", "2s")
+    assert r.returncode == 7 and "still pending" in r.stderr
+
+    assert hitl(env, "wait", unique("nobody")).returncode == 1
+    assert hitl(env, "wait", "x", "--timeout", "soon").returncode == 2
+
+
+def gate(env: dict[str, str], tmp_path: Path, body: dict[str, Any], timeout: str = "60s") -> subprocess.Popen[str]:
+    request = tmp_path / f"{body['workflow_id']}.json"
+    request.write_text(json.dumps(body))
+    return subprocess.Popen(
+        ["bash", str(GATE), str(request), timeout], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("act", "code", "says"), [("approve", 0, "gate: approved"), ("reject", 4, "gate: rejected"), (None, 5, "expired")]
+)
+def test_the_ci_gate_passes_only_an_approval(
+    api: Api, env: dict[str, str], tmp_path: Path, act: str | None, code: int, says: str
+) -> None:
+    body = api.request_body(deadline=2 if act is None else 600)
+    wf = body["workflow_id"]
+    proc = gate(env, tmp_path, body)
+    if act is not None:
+        api.decide(api.wait_email(wf)[act], act)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, (out, err)
+    assert says in out + err
+    # the deploy step of the examples runs only on exit 0: the same script, the same code
