@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from resonate.types import Value
 
-from devstack.stack import Stack, wait_until
+from devstack.stack import PYTHON, Proc, Stack, wait_until
 from hitl.client.sendonly import send_only
 from hitl.security import signatures
 from hitl.settings import ResonateSettings
@@ -276,3 +277,33 @@ def test_a_worker_killed_between_the_decision_and_the_delivery_delivers_once(
         assert run(stack, lambda p: p.get(promise)).value.data == api.wait_done(wf)["result"]
     finally:
         stack.stop()
+
+
+def test_the_receiver_example_verifies_and_acts_once(api: Api, stack: Stack, tmp_path: Path) -> None:
+    """examples/webhook_receiver, as it ships: signed events acted on once, anything else refused."""
+    receiver = Proc(
+        "receiver", [PYTHON, "-m", "examples.webhook_receiver.receiver", "--port", "0", "--seen", str(tmp_path / "seen")],
+        log_dir=tmp_path, env={"HITL_NOTIFY_WEBHOOK_SECRET": SECRET},
+    )  # fmt: skip
+    try:
+        url = receiver.wait_for_line("listening on ").split()[-1]
+        body = api.request_body(on_decision=[{"type": "webhook", "url": url + "hitl"}])
+        wf = body["workflow_id"]
+        api.start(body)
+        api.decide(api.wait_email(wf)["reject"], "reject")
+        assert settled(api, wf)[0]["state"] == "delivered"
+        acted = wait_until(lambda: [json.loads(x) for x in receiver.output().splitlines() if x.startswith("{")],
+                           what="the receiver to act")  # fmt: skip
+        assert acted == [{"workflow_id": wf, "decision": "rejected", "by": "alice@example.com"}]
+
+        # the same event again (a retry after a lost answer): 200, not acted on twice
+        event = json.dumps({"type": "approval.decided", "id": "k1", "workflow_id": wf, "result": {}}).encode()
+        key = (tmp_path / "seen").read_text().split()[0]
+        signed = {signatures.HEADER: signatures.sign(SECRET.encode(), event, int(time.time())),
+                  "X-Hitl-Idempotency-Key": key, "Content-Type": "application/json"}  # fmt: skip
+        assert requests.post(url + "hitl", data=event, headers=signed, timeout=10).status_code == 200
+        forged = {**signed, signatures.HEADER: signatures.sign(b"not the secret", event, int(time.time()))}
+        assert requests.post(url + "hitl", data=event, headers=forged, timeout=10).status_code == 401
+        assert len([x for x in receiver.output().splitlines() if x.startswith("{")]) == 1
+    finally:
+        receiver.stop()

@@ -1,0 +1,1 @@
+"""A receiver of hitl's ``approval.decided`` events: see receiver.py."""
