@@ -1,12 +1,16 @@
 """Structured logging for Cloud Logging: one JSON object per line on a stream.
 
-The lines follow Cloud Logging's structured-logging fields (``severity``,
-``message``, ``time``, ``logging.googleapis.com/labels``, ``.../trace``,
-``.../sourceLocation``), the format ``google-cloud-logging``'s
-``StructuredLogHandler`` writes. That handler is not used: importing
-``google.cloud.logging_v2.handlers`` takes 0.7-1.1 s (``python -X importtime``,
-it pulls in gRPC and the API client) against ~15 ms for this module, and
-every cold start of a function pays for it.
+The lines are what ``google-cloud-logging``'s ``StructuredLogHandler`` writes
+(``message``, ``severity``, ``logging.googleapis.com/labels``, ``.../trace``,
+``.../spanId``, ``.../trace_sampled``, ``.../sourceLocation``, ``httpRequest``,
+and the record's fields beside them), written two ways:
+
+- the worker (``library=True``) logs through that handler itself: a
+  long-running container, where the library's import time does not matter;
+- the functions use :class:`_JsonFormatter`, which writes the same line without
+  importing ``google.cloud.logging_v2.handlers`` (0.5-1.1 s of every cold start:
+  it pulls in gRPC and the API client) against ~15 ms for this module.
+  ``tests/unit/test_logs.py`` holds the two to the same output, field by field.
 
 Usage::
 
@@ -15,7 +19,9 @@ Usage::
         log.info("decided", extra={"fields": {"decision": "approved"}})
 
 A filter on the handler redacts link tokens and the given secrets from every
-message, traceback and field: a safety net, not a licence to log them.
+message, traceback and field (a safety net, not a licence to log them), then
+hands the bound context and the fields to the formatter as the library reads
+them (``json_fields``, ``trace``).
 """
 
 from __future__ import annotations
@@ -43,8 +49,17 @@ MIN_SECRET_CHARS = 4
 
 _LABELS = "logging.googleapis.com/labels"
 _TRACE = "logging.googleapis.com/trace"
+_SPAN = "logging.googleapis.com/spanId"
+_SAMPLED = "logging.googleapis.com/trace_sampled"
 _SOURCE = "logging.googleapis.com/sourceLocation"
-_SEVERITIES = ((50, "CRITICAL"), (40, "ERROR"), (30, "WARNING"), (20, "INFO"), (10, "DEBUG"))
+#: Keys Cloud Logging reads as the entry's own: a field of that name is dropped, as the library does.
+_RESERVED = frozenset(
+    {
+        "message", "severity", "httpRequest", "time", "timestamp", "timestampSeconds", "timestampNanos",
+        "logging.googleapis.com/insertId", _LABELS, "logging.googleapis.com/operation", _SOURCE, _SPAN, _TRACE,
+        _SAMPLED,
+    }
+)  # fmt: skip
 _TOKEN_PARAM = re.compile(r"(token=)[^\s&#;,\"'<>]+", re.IGNORECASE)
 _TRACE_HEADER = re.compile(r"([0-9a-fA-F]{32})(?:[/;]|$)")
 
@@ -59,22 +74,39 @@ def setup(
     *,
     secrets: Iterable[str | bytes | None] = (),
     level: int | str = logging.INFO,
+    library: bool = False,
 ) -> None:
     """Send all logging to ``stream`` (default: stderr) as ``fmt``, labelled with ``component``.
 
+    ``library``: JSON lines through ``google-cloud-logging``'s ``StructuredLogHandler``
+    (the worker) instead of this module's formatter (the functions); the same lines.
     Idempotent: a second call replaces the handler installed by the first
     and leaves any other handler of the root logger alone.
     """
     if fmt not in ("json", "text"):
         raise ValueError(f"unknown log format {fmt!r}")
-    handler = _Handler(stream if stream is not None else sys.stderr)
-    handler.addFilter(_Redact(secrets))
-    handler.setFormatter(_JsonFormatter(component) if fmt == "json" else _TextFormatter(component))
+    out = stream if stream is not None else sys.stderr
+    handler = _library_handler(component, out) if library and fmt == "json" else _Handler(out)
+    handler.filters.insert(0, _Redact(secrets))  # before the library's own filter, which reads what it sets
+    if not library or fmt != "json":
+        handler.setFormatter(_JsonFormatter(component) if fmt == "json" else _TextFormatter(component))
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(old)
+    setattr(handler, _OURS, True)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def _library_handler(component: str, stream: IO[str]) -> logging.Handler:
+    import google.cloud.logging_v2
+    from google.cloud.logging_v2.handlers import StructuredLogHandler
+
+    # The library's first line would be a diagnostic entry about itself (its version), in
+    # every worker's log at every start: nothing an operator acts on.
+    google.cloud.logging_v2._instrumentation_emitted = True  # noqa: SLF001 - the library's own switch
+    handler: logging.Handler = StructuredLogHandler(labels={"component": component}, stream=stream)  # type: ignore[no-untyped-call]
+    return handler
 
 
 @contextmanager
@@ -110,7 +142,11 @@ def secrets_from_env(env: Mapping[str, str]) -> list[str]:
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler :func:`setup` installs (and replaces)."""
+    """The handler :func:`setup` installs for the functions (and for text)."""
+
+
+#: Marks the handler :func:`setup` installed, so a second call replaces it.
+_OURS = "_hitl_handler"
 
 
 class _Redact(logging.Filter):
@@ -146,9 +182,16 @@ class _Redact(logging.Filter):
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
-        fields = getattr(record, "fields", None)
-        record.fields = self._value(fields) if isinstance(fields, Mapping) else {}
-        record.hitl_context = {k: self.redact(v) for k, v in _bound.get(_NOTHING_BOUND).items()}
+        given = getattr(record, "fields", None)
+        fields: dict[str, Any] = self._value(given) if isinstance(given, Mapping) else {}
+        record.fields = fields
+        context = {k: self.redact(v) for k, v in _bound.get(_NOTHING_BOUND).items()}
+        record.hitl_context = context
+        # As google-cloud-logging reads them: the trace apart, every other field beside the message.
+        record.trace = context.get("trace")
+        json_fields = {k: v for k, v in context.items() if k != "trace"}
+        json_fields.update((k, v) for k, v in fields.items() if k not in json_fields and k not in _RESERVED)
+        record.json_fields = json_fields
         return True
 
     def _value(self, value: Any) -> Any:
@@ -175,21 +218,21 @@ class _Formatter(logging.Formatter):
 
 
 class _JsonFormatter(_Formatter):
+    """The line ``StructuredLogHandler`` writes for the record, without importing it."""
+
     def format(self, record: logging.LogRecord) -> str:
-        context: Mapping[str, str] = getattr(record, "hitl_context", {})
+        fields: Mapping[str, Any] = getattr(record, "json_fields", {})
         entry: dict[str, Any] = {
-            "severity": _severity(record.levelno),
+            **{k: v for k, v in fields.items() if k not in _RESERVED},
             "message": record.getMessage() + self.tail(record),
-            "time": _time(record.created),
-            "logger": record.name,
-            _LABELS: {"component": self.component},
-            _SOURCE: {"file": record.pathname, "line": record.lineno, "function": record.funcName},
+            "severity": record.levelname,
+            _LABELS: {"python_logger": record.name, "component": self.component},
+            _TRACE: getattr(record, "trace", None) or "",
+            _SPAN: "",
+            _SAMPLED: False,
+            _SOURCE: {"line": record.lineno, "file": record.pathname, "function": record.funcName},
+            "httpRequest": {},
         }
-        if "trace" in context:
-            entry[_TRACE] = context["trace"]
-        entry.update((k, v) for k, v in context.items() if k != "trace")
-        for key, value in getattr(record, "fields", {}).items():
-            entry.setdefault(key, value)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -202,10 +245,6 @@ class _TextFormatter(_Formatter):
             f"{_time(record.created)} {record.levelname:<8} {self.component} "
             f"{record.name}: {record.getMessage()}{suffix}{self.tail(record)}"
         )
-
-
-def _severity(levelno: int) -> str:
-    return next((name for floor, name in _SEVERITIES if levelno >= floor), "DEFAULT")
 
 
 def _time(created: float) -> str:

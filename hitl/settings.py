@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from hitl.security.hosts import parse_allowed_hosts
@@ -267,7 +267,7 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         r = _Reader("worker", os.environ if env is None else env)
-        security = r.choice("SMTP_SECURITY", "starttls", ("starttls", "tls", "none"))
+        security: SmtpSecurity = r.choice("SMTP_SECURITY", "starttls", get_args(SmtpSecurity))
         smtp = SmtpSettings(
             host=r.require("SMTP_HOST"),
             port=_port(r, "SMTP_PORT", 465 if security == "tls" else 587),

@@ -45,8 +45,9 @@ SDK_TRACE_LOGGER = "resonate.validation"
 
 
 def setup_logging(fmt: LogFormat, secrets: Iterable[str | bytes | None], stream: IO[str] | None = None) -> None:
-    """The worker's logging: :func:`hitl.logs.setup`, without the SDK's per-promise trace."""
-    logs.setup("worker", fmt, stream, secrets=secrets)
+    """The worker's logging: :func:`hitl.logs.setup` through google-cloud-logging's handler,
+    without the SDK's per-promise trace."""
+    logs.setup("worker", fmt, stream, secrets=secrets, library=True)
     logging.getLogger(SDK_TRACE_LOGGER).setLevel(logging.WARNING)
 
 

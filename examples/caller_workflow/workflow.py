@@ -79,14 +79,16 @@ async def request_approval(
 
 
 def _post(hitl: Hitl, body: dict[str, Any]) -> tuple[int, str]:
-    request = urllib.request.Request(
+    if not hitl.start_url.startswith(("https://", "http://")):
+        raise ValueError(f"HITL_START_URL must be an http(s) URL, got {hitl.start_url!r}")
+    request = urllib.request.Request(  # noqa: S310 - checked above: the operator's own http(s) URL
         hitl.start_url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", **dict(hitl.headers)},
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the operator's own URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - as above
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:

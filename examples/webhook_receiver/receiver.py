@@ -61,7 +61,7 @@ def act(event: dict[str, Any]) -> None:
 
 def handler(secret: bytes, seen: Seen) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 return self.answer(413)

@@ -133,7 +133,7 @@ class PollSource:
         token: str | None = None,
         session_timeout: float = 240.0,
         backoff: ExponentialBackoff | None = None,
-        sleeper: Callable[[float], object] = asyncio.sleep,
+        sleeper: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self._url = f"{url.rstrip('/')}/poll/{group}/{pid}"
         self._group = group

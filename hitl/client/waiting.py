@@ -95,6 +95,6 @@ def _unblocks(data: str, promise_id: str) -> bool:
     """Whether a pushed frame says ``promise_id`` settled."""
     try:
         message = json.loads(data)
-        return message.get("kind") == "unblock" and message["data"]["promise"]["id"] == promise_id
+        return bool(message.get("kind") == "unblock" and message["data"]["promise"]["id"] == promise_id)
     except (ValueError, KeyError, TypeError, AttributeError):
         return False

@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    from hitl.client.sendonly import SendOnlyClient
     from hitl.model.policy import Progress
+    from hitl.settings import CliSettings
 
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
 #: How ``wait`` ends: one code per outcome (approved is OK).
@@ -341,8 +343,8 @@ async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    settings: Any  # hitl.settings.CliSettings
-    client: Any  # hitl.client.sendonly.SendOnlyClient
+    settings: CliSettings
+    client: SendOnlyClient
 
     @property
     def timeout(self) -> float:

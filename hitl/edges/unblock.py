@@ -67,12 +67,7 @@ class Unblock:
     def router(self) -> Router:
         return Router(
             {"": {"GET": self.show, "HEAD": self.show, "POST": self.decide}},
-            refuse=lambda status, _, headers: error(
-                status,
-                "Not here" if status == 404 else "Method not allowed",
-                "Open the link from your message.",
-                headers,
-            ),  # fmt: skip
+            refuse=refused,
             project=self.settings.project,
         )
 
@@ -162,6 +157,13 @@ class Unblock:
                 },
             )  # fmt: skip
             return page(200, pages.done_page(vote.as_decision(), subject=found.request.subject))
+
+
+def refused(status: int, _: str, headers: Mapping[str, str]) -> HTMLResponse:
+    """A path or method outside the routing table: a page, as every answer of this function."""
+    return error(
+        status, "Not here" if status == 404 else "Method not allowed", "Open the link from your message.", headers
+    )
 
 
 def ended_page(found: operations.Approval, *, refused: bool = False) -> HTMLResponse | None:

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.headerregistry import AddressHeader, BaseHeader
+from email.headerregistry import AddressHeader, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime
@@ -114,7 +114,7 @@ class Email:
 
     def parse(self) -> EmailMessage:
         """The message as a mail client reads it."""
-        return cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(self.data))
+        return BytesParser(policy=policy.default).parsebytes(self.data)
 
 
 def compose(
@@ -236,7 +236,7 @@ def _address(value: str) -> str:
 @functools.cache
 def header_class(name: str) -> type[BaseHeader]:
     """``email.policy.default``'s header class for ``name``, once (its registry builds a new class per lookup)."""
-    return cast(type[BaseHeader], policy.default.header_factory[name])
+    return cast(HeaderRegistry, policy.default.header_factory)[name]
 
 
 async def send(

@@ -77,6 +77,5 @@ async def post_json(
 
 
 def _is_permanent(status: int) -> bool:
-    if status in (408, 429) or status >= 500:
-        return False
-    return True  # 3xx (not followed) and the other 4xx
+    """3xx (not followed) and the 4xx but 408 and 429: retrying unchanged cannot help."""
+    return not (status in (408, 429) or status >= 500)
