@@ -7,7 +7,9 @@
     hello.py           a bare functions-framework function, the cold-start baseline
     profile_server.py  the local server under a CPU-time cProfile
     server_mem.py      the local server under tracemalloc
-    procstats.py       CPU and memory of a process from /proc
+    stats.py           percentiles and summaries of samples, a bounded gather
+
+CPU and memory of processes are read by ``devstack.procstats`` (shared with the load tests).
 
 Speed and memory targets live here, never in timed unit tests.
 """

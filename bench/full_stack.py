@@ -46,7 +46,8 @@ from typing import Any
 import aiohttp
 from resonate.resonate import Resonate
 
-from bench.procstats import bounded, cpu_s, proc_stat, rss_kib, summary
+from bench.stats import bounded, summary
+from devstack.procstats import cpu_s, rss_kib, tree
 from devstack.stack import PYTHON, Proc, Stack, free_port
 from hitl.model import policy
 from hitl.model.request import ApprovalRequest
@@ -59,26 +60,6 @@ PROTOCOL_VERSION = "2026-04-01"
 FF = str(Path(PYTHON).parent / "functions-framework")
 
 Progress = Callable[[str], None]
-
-
-# -- /proc ---------------------------------------------------------------------------------------
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (functions-framework forks a gunicorn worker)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                children.setdefault(int(proc_stat(int(d))[1]), []).append(int(d))
-            except (OSError, IndexError):
-                continue
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
 # -- the driver ----------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ from resonate.connections.sse import resolve_target
 from resonate.resonate import Resonate
 from resonate.types import TaskData, Value
 
-from bench.procstats import CLK_TCK, bounded, cpu_s, cpu_times, rss_kib, summary
+from bench.stats import bounded, summary
+from devstack.procstats import CLK_TCK, cpu_s, cpu_times, rss_kib
 from devstack.stack import PYTHON, LocalServerProc, Proc
 
 PROTOCOL_VERSION = "2026-04-01"

@@ -6,7 +6,6 @@ Measurements (durations, CPU seconds per process) are collected with the
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from email import policy
@@ -18,12 +17,11 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.stack import Proc, Stack
+from devstack.procstats import cpu_s, tree
+from devstack.stack import Stack
 
 #: Lines for the terminal summary, in the order they were measured.
 MEASUREMENTS: list[str] = []
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture(scope="session")
@@ -53,35 +51,9 @@ def session() -> requests.Session:
 # -- CPU per process (the process and its children: functions-framework forks) -------------
 
 
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-    return pids
-
-
-def _cpu_of(proc: Proc) -> float:
-    total = 0.0
-    for pid in _tree(proc.popen.pid):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
-    return total
-
-
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU seconds used so far by each live process of the stack."""
-    return {p.name: _cpu_of(p) for p in stack.processes() if p.alive()}
+    return {p.name: cpu_s(tree(p.popen.pid)) for p in stack.processes() if p.alive()}
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> str:
