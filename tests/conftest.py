@@ -10,6 +10,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from devstack.stack import LocalServerProc  # noqa: E402
 
+#: The ``measure`` fixture and its terminal summary (tests/support/measurements.py).
+pytest_plugins = ["support.measurements"]
+
 
 @pytest.fixture
 def localserver(tmp_path: Path) -> Iterator[LocalServerProc]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +19,12 @@ from typing import Any
 
 import pytest
 import requests
-from support.listener import Listener
+from support.api import Api, Target, unique
+from support.relays import HungRelay
+from support.server_records import task_state, wait_suspended
+from support.stacks import make_stack
 
-from devstack.localserver.engine import PROTOCOL_VERSION
 from devstack.stack import PYTHON, ROOT, Stack, WorkerProc, free_port, http_ok, wait_until
-
-from .api import Api, Target, unique
-from .conftest import make_stack
 
 EMAIL_SENT = "email sent"
 
@@ -38,24 +35,6 @@ EMAIL_SENT = "email sent"
 def log_of(stack: Stack, name: str) -> str:
     path = stack.logs / f"{name}.log"
     return path.read_text(errors="replace") if path.exists() else ""
-
-
-def server_call(stack: Stack, kind: str, data: dict[str, Any]) -> tuple[int, Any]:
-    """One raw request to the Resonate server (to look at what the functions cannot show)."""
-    assert stack.server is not None
-    envelope = {"kind": kind, "head": {"corrId": "faults", "version": PROTOCOL_VERSION}, "data": data}
-    reply = requests.post(stack.server.url + "/", json=envelope, timeout=5).json()
-    return reply["head"]["status"], reply["data"]
-
-
-def task_state(stack: Stack, id: str) -> str | None:
-    status, data = server_call(stack, "task.get", {"id": id})
-    return data["task"]["state"] if status == 200 else None
-
-
-def wait_suspended(stack: Stack, workflow_id: str) -> None:
-    """The run is waiting for the decision: its task is suspended, no worker holds it."""
-    wait_until(lambda: task_state(stack, workflow_id) == "suspended", timeout=10, what=f"{workflow_id} to suspend")
 
 
 def ready(worker: WorkerProc) -> bool:
@@ -102,24 +81,6 @@ def stacks(tmp_path: Path) -> Iterator[list[Stack]]:
             s.stop()
 
 
-class Blackhole(Listener):
-    """An SMTP port that accepts connections and then says nothing (a hung relay)."""
-
-    def __init__(self) -> None:
-        self.accepted = threading.Event()
-        self._conns: list[socket.socket] = []
-        super().__init__()
-
-    def on_accept(self, conn: socket.socket) -> None:
-        self._conns.append(conn)
-        self.accepted.set()
-
-    def close(self) -> None:
-        super().close()
-        for c in self._conns:
-            c.close()
-
-
 # -- workers dying ----------------------------------------------------------------------
 
 
@@ -130,7 +91,7 @@ def test_worker_killed_while_waiting_other_worker_finishes_one_email(stacks: lis
     wf = unique("kill-wait")
     assert api.start(api.request_body(wf)).status_code == 202
     links = api.wait_email(wf)
-    wait_suspended(stack, wf)
+    wait_suspended(stack.server.url, wf)
 
     victim = runner_of(stack)
     closed = log_of(stack, "localserver").count("stream closed")
@@ -149,7 +110,7 @@ def test_worker_killed_while_waiting_other_worker_finishes_one_email(stacks: lis
 def test_worker_killed_while_sending_email_other_worker_sends_it(stacks: list[Stack], tmp_path: Path) -> None:
     stack = make_stack(tmp_path, workers=0)
     stacks.append(stack)
-    hole = Blackhole()
+    hole = HungRelay()
     try:
         stuck = stack.add_worker("worker1", SMTP_PORT=str(hole.port))
         api = Api(Target.local(stack))
@@ -157,7 +118,7 @@ def test_worker_killed_while_sending_email_other_worker_sends_it(stacks: list[St
         assert api.start(api.request_body(wf)).status_code == 202
         assert hole.accepted.wait(15), "worker1 never connected to the SMTP relay"
         stack.add_worker("worker2")  # the real sink
-        assert task_state(stack, wf) == "acquired"  # worker1 holds the lease, stuck in the send
+        assert task_state(stack.server.url, wf) == "acquired"  # worker1 holds the lease, stuck in the send
         stuck.kill()
 
         # The lease (3 s) lapses, worker2 runs the step again and the email goes out.
@@ -244,7 +205,7 @@ def test_worker_reconnects_when_the_server_restarts(stacks: list[Stack], tmp_pat
     wf = unique("restart")
     assert api.start(api.request_body(wf)).status_code == 202
     links = api.wait_email(wf)
-    wait_suspended(stack, wf)
+    wait_suspended(stack.server.url, wf)
 
     assert stack.server is not None
     old_port = stack.server.port
@@ -273,7 +234,7 @@ def test_functions_answer_503_while_the_server_is_down(stacks: list[Stack], tmp_
     assert api.start(api.request_body(wf)).status_code == 202
     links = api.wait_email(wf)
     tokens = api.page_tokens(links["approve"])
-    wait_suspended(stack, wf)
+    wait_suspended(stack.server.url, wf)
 
     server = stack.server
     assert server is not None

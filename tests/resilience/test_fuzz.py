@@ -25,10 +25,10 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 import requests
-from e2e.api import Api, Target, token_of, unique
-from e2e.conftest import make_stack
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from support.api import Api, Target, token_of, unique
+from support.stacks import make_stack
 
 from devstack.stack import Stack
 

@@ -15,19 +15,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from e2e.api import Api, Target, token_of, unique
-from e2e.conftest import FAST_WORKER, make_stack
+from support.api import Api, Click, Target, token_of, unique
+from support.relays import DownRelay, SlowRelay
+from support.sink import SinkWatch, inbox_count, inbox_messages
+from support.stacks import FAST_WORKER, make_stack
 
 from devstack.smtpsink import links_in
 from devstack.stack import SmtpSinkProc, Stack, wait_until
-
-from .conftest import FakeRelay, SinkWatch, SlowRelay, inbox_count, inbox_messages
 
 TTL = int(FAST_WORKER["HITL_TASK_TTL"])
 
@@ -186,14 +185,6 @@ def quiet_sink(sink: SmtpSinkProc, *, for_seconds: float, timeout: float) -> str
     return wait_until(settled, timeout=timeout, interval=0.2, what="the relay to go quiet")
 
 
-@dataclass
-class Click:
-    workflow_id: str
-    decision: str
-    comment: str
-    token: str
-
-
 def test_server_killed_and_restarted_while_100_wait_and_decisions_arrive(
     tmp_path: Path, measure: Callable[[str], None]
 ) -> None:
@@ -301,7 +292,7 @@ def test_relay_down_the_email_step_retries_with_backoff_then_sends_once(
 ) -> None:
     bare = make_stack(tmp_path, workers=0)
     api = Api(Target.local(bare))
-    relay = FakeRelay()
+    relay = DownRelay()
     late_sink: SmtpSinkProc | None = None
     worker = bare.add_worker("worker-relay-down", SMTP_PORT=str(relay.port))
     try:

@@ -8,9 +8,8 @@ import datetime as dt
 import io
 import logging
 import re
-import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from support.ports import refused_port
 
 from devstack import smtpsink
 from hitl.notify.email import Email, EmailError, compose, message_id_for, send
@@ -272,14 +272,6 @@ def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    """A port bound but not listening: connecting to it is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
     message = _email()
 
@@ -340,12 +332,12 @@ def test_send_international_address_only_where_the_relay_offers_smtputf8(tmp_pat
     assert smtpsink.links_in(received) == {"approve": APPROVE, "reject": REJECT}
 
 
-def test_send_refused_connection_raises_email_error(refused_port: int) -> None:
-    with pytest.raises(EmailError) as raised:
-        _run(lambda: _send(_settings(refused_port), _email(), timeout=5))
+def test_send_refused_connection_raises_email_error() -> None:
+    with refused_port() as port, pytest.raises(EmailError) as raised:
+        _run(lambda: _send(_settings(port), _email(), timeout=5))
     assert isinstance(raised.value.__cause__, ConnectionRefusedError)
     assert not raised.value.permanent
-    assert f"127.0.0.1:{refused_port}" in str(raised.value)
+    assert f"127.0.0.1:{port}" in str(raised.value)
 
 
 def test_send_requires_starttls_when_configured(tmp_path: Path) -> None:
