@@ -53,12 +53,7 @@ def runner_of(stack: Stack) -> WorkerProc:
 
 
 def restart_server(stack: Stack) -> None:
-    """Start the server again (same port, same db) and wait until it answers.
-
-    ``Stack.start_server`` alone is not enough on a restart: the new process
-    appends to the same ``localserver.log``, and ``wait_for_line`` finds the
-    previous run's ``listening on`` line at once (see the report).
-    """
+    """Start the server again (same port, same db: see tests/unit/test_stack.py) and wait until it answers."""
     stack.start_server()
     assert stack.server is not None
     wait_until(lambda: http_ok(stack.server.url + "/ready"), timeout=15, what="the restarted server to answer")
@@ -117,17 +112,18 @@ def test_worker_killed_while_sending_email_other_worker_sends_it(stacks: list[St
         wf = unique("kill-send")
         assert api.start(api.request_body(wf)).status_code == 202
         assert hole.accepted.wait(15), "worker1 never connected to the SMTP relay"
-        stack.add_worker("worker2")  # the real sink
+        rescuer = stack.add_worker("worker2")  # the real sink
         assert task_state(stack.server.url, wf) == "acquired"  # worker1 holds the lease, stuck in the send
         stuck.kill()
 
-        # The lease (3 s) lapses, worker2 runs the step again and the email goes out.
+        # The lease (3 s) lapses, worker2 runs the step again and the email goes out, once.
         links = api.wait_email(wf, timeout=25)
-        assert EMAIL_SENT not in stuck.output()
         assert api.decide(links["reject"], "reject", comment="no").status_code == 200
         result = api.wait_done(wf)["result"]
         assert (result["decision"], result["comment"]) == ("rejected", "no")
-        assert len(api.emails(wf)) == 1  # worker2 sent it once; worker1 only ever reached the blackhole
+        assert len(api.emails(wf)) == 1
+        # The sink stores a copy under the same name, so the inbox cannot tell one send from two: the sender's log can.
+        assert rescuer.output().count(EMAIL_SENT) == 1, rescuer.output()[-3000:]
     finally:
         hole.close()
 
@@ -171,8 +167,10 @@ def test_worker_stops_cleanly_on_sigterm(stacks: list[Stack], tmp_path: Path) ->
     worker = stack.workers[0]
     t0 = time.monotonic()
     worker.popen.send_signal(signal.SIGTERM)
-    assert worker.popen.wait(10) == 0
-    assert time.monotonic() - t0 < 10
+    code = worker.popen.wait(30)  # only a bound on a hang: how long it took is the assertion below
+    took = time.monotonic() - t0
+    assert code == 0
+    assert took < 10, f"stopped {took:.1f} s after SIGTERM; Cloud Run kills it at 10 s"
     assert "worker stopped" in worker.output()
 
 
@@ -208,14 +206,12 @@ def test_worker_reconnects_when_the_server_restarts(stacks: list[Stack], tmp_pat
     wait_suspended(stack.server.url, wf)
 
     assert stack.server is not None
-    old_port = stack.server.port
     if how == "sigterm":
         assert stack.server.stop() == 0
     else:
         stack.server.kill()
     wait_until(lambda: not ready(worker), timeout=10, what="the worker to notice the server is gone")
-    restart_server(stack)
-    assert stack.server.port == old_port
+    restart_server(stack)  # at the URL the worker knows
     worker.wait_ready(timeout=20)  # reconnected by itself
 
     assert api.decide(links["approve"], comment=how).status_code == 200

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support.api import Api, Target, token_of, unique
 from support.receivers import Receiver
-from support.server_records import server_call
+from support.server_records import server_call, wait_ran_again, wait_suspended
 from support.stacks import targets
 
 from devstack.smtpsink import links_in
@@ -49,13 +49,27 @@ def people(*names: str) -> list[str]:
     return [f"{n}@example.com" for n in names]
 
 
+def decide_and_wait_for_the_tally(api: Api, workflow_id: str, link: str, decision: str, **kwargs: str) -> None:
+    """Press ``decision`` on ``link`` and return once the run has counted the vote.
+
+    The click only settles the vote; the run counts it later, on a worker. So
+    a status read right after the click says "pending" whatever the vote does:
+    wait until the run (waiting, its task suspended) has been resumed by the
+    vote and is at rest again, waiting or done.
+    """
+    assert api.target.server_url is not None
+    waiting = wait_suspended(api.target.server_url, workflow_id)
+    assert api.decide(link, decision, **kwargs).status_code == 200
+    wait_ran_again(api.target.server_url, workflow_id, since=waiting)
+
+
 def test_quorum_two_of_three_with_progress_and_audit(api: Api) -> None:
     body = api.request_body(approvers=people("alice", "bob", "carol"), required=2)
     wf = body["workflow_id"]
     assert api.start(body).status_code == 202
     alice, bob, carol = (api.wait_email(wf, a) for a in people("alice", "bob", "carol"))
 
-    assert api.decide(alice["approve"], comment="fine by me").status_code == 200
+    decide_and_wait_for_the_tally(api, wf, alice["approve"], "approve", comment="fine by me")
     assert api.status(wf).json()["status"] == "pending"
     page = api.open(bob["approve"]).text
     assert "1 of 2 required approvals so far" in page
@@ -88,7 +102,7 @@ def test_without_veto_rejected_only_when_quorum_is_out_of_reach(api: Api) -> Non
     body = api.request_body(approvers=people("alice", "bob", "carol"), required=2, veto=False)
     wf = body["workflow_id"]
     api.start(body)
-    api.decide(api.wait_email(wf, "alice@example.com")["reject"], "reject")
+    decide_and_wait_for_the_tally(api, wf, api.wait_email(wf, "alice@example.com")["reject"], "reject")
     assert api.status(wf).json()["status"] == "pending"
     api.decide(api.wait_email(wf, "bob@example.com")["reject"], "reject")
     assert api.wait_done(wf)["result"]["decision"] == "rejected"

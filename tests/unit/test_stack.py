@@ -1,4 +1,5 @@
-"""devstack.stack's waiting: a process that exited fails the wait at once, and a failed start leaves nothing running."""
+"""devstack.stack, the stack as processes: a process that exited fails the wait at once, a failed start
+leaves nothing running, and a restarted server comes back where the other processes expect it."""
 
 from __future__ import annotations
 
@@ -87,3 +88,16 @@ def test_a_stack_whose_sink_fails_to_start_stops_its_server(tmp_path: Path) -> N
         stack.start()
     assert stack.server is not None
     assert not stack.server.alive()
+
+
+def test_a_restarted_server_comes_back_on_its_port(tmp_path: Path) -> None:
+    """The fault tests restart the server under running workers, which know only its first URL."""
+    stack = Stack(tmp_path, signing_key="k" * 48, durable=True)
+    try:
+        first = stack.start_server()
+        first.kill()
+        second = stack.start_server()
+        assert second is not first and second.alive()
+        assert second.url == first.url
+    finally:
+        stack.stop()
