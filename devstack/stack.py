@@ -18,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+#: The Cloud Run functions' local server, from this interpreter's environment.
+FUNCTIONS_FRAMEWORK = str(Path(PYTHON).parent / "functions-framework")
 
 
 def free_port() -> int:
@@ -213,7 +215,7 @@ class FunctionProc(Proc):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
-            str(Path(PYTHON).parent / "functions-framework"),
+            FUNCTIONS_FRAMEWORK,
             "--source", str(ROOT / "functions" / "main.py"), "--target", target,
             "--host", "127.0.0.1", "--port", str(self.port), "--asgi",
         ]  # fmt: skip
