@@ -24,9 +24,7 @@ from devstack.localserver.engine import PROTOCOL_VERSION
 from devstack.procstats import cpu_s
 
 
-async def poll_until[T](
-    check: Callable[[], Awaitable[T]], *, timeout: float, interval: float, what: str
-) -> T:
+async def poll_until[T](check: Callable[[], Awaitable[T]], *, timeout: float, interval: float, what: str) -> T:
     """Await ``check`` until it returns something truthy (``interval`` seconds apart); fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -150,7 +150,8 @@ class StackDriver:
     """A running :class:`Stack` plus the driver's clients (``server``: raw requests to the local server)."""
 
     def __init__(self, stack: Stack) -> None:
-        assert stack.start_fn is not None and stack.server is not None
+        assert stack.start_fn is not None
+        assert stack.server is not None
         self.stack = stack
         self.start_url = stack.start_fn.url + "/"
         self.unblock_url = stack.unblock_url
@@ -170,7 +171,10 @@ class StackDriver:
 
     def pids(self) -> dict[str, list[int]]:
         s = self.stack
-        assert s.server and s.sink and s.start_fn and s.unblock_fn
+        assert s.server
+        assert s.sink
+        assert s.start_fn
+        assert s.unblock_fn
         out = {"server": [s.server.popen.pid]}
         for i, w in enumerate(s.workers):
             out[f"worker{i + 1}"] = [w.popen.pid]
@@ -218,7 +222,6 @@ class StackDriver:
         body = request_body(wid)
         await self.start(body)
         await self.inbox.wait(email_name(body), timeout=600)
-
 
 
 async def idle(pids: list[int], max_s: float) -> float:
@@ -277,7 +280,10 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
         t2 = time.perf_counter()
         await d.read_done(wid)
         t3 = time.perf_counter()
-        ms = lambda a, b: (b - a) * 1000
+
+        def ms(a: float, b: float) -> float:
+            return (b - a) * 1000
+
         return start_ms, email_ms, ms(t0, t1), ms(t1, t2), ms(t1, t3), ms(t0, t3)
 
     for i in range(3):
@@ -326,7 +332,7 @@ async def throughput(
         c0 = {name: cpu_s(p) for name, p in pids.items()}
         t0 = time.perf_counter()
 
-        async def one(i: int) -> None:
+        async def one(i: int, tag: str = tag) -> None:
             durations.append(await d.cycle(f"tp{tag}-{i}"))
 
         await bounded(cycles, concurrency, one)
@@ -526,7 +532,7 @@ def importtime(script: Path, runs: int = 3) -> dict[str, Any]:
     per: dict[tuple[int, str], list[tuple[int, int]]] = {}
     totals = []
     for _ in range(runs):
-        res = subprocess.run(
+        res = subprocess.run(  # noqa: S603 - an argv list, no shell
             [PYTHON, "-X", "importtime", str(script)], cwd=ROOT, capture_output=True, text=True, check=True
         )
         total = 0
@@ -621,7 +627,8 @@ class Spy:
                 "--output",
                 str(path),
             ]
-            self.procs.append((name, path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 - an argv list, no shell
+            self.procs.append((name, path, spy))
         time.sleep(0.5)
 
     def stop(self) -> dict[str, Any]:

@@ -79,7 +79,7 @@ class Sink(asyncio.Protocol):
 
 
 async def serve(port: int, inbox: Path) -> None:
-    inbox.mkdir(parents=True, exist_ok=True)
+    """Store what arrives on ``port`` in ``inbox`` (which exists) until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Sink(inbox), "127.0.0.1", port)
     print(f"SMTP sink listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
@@ -95,4 +95,5 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--inbox", type=Path, required=True)
     args = parser.parse_args()
+    args.inbox.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(args.port, args.inbox))

@@ -314,7 +314,7 @@ async def bench_throughput(rig: ServerRig, runs: int, cycles: int, concurrency: 
     for r in range(runs):
         tag = uuid.uuid4().hex[:8]
         s0, w0, t0 = cpu_seconds(rig.server_pid), cpu_seconds(rig.worker_pid), time.perf_counter()
-        await bounded(cycles, concurrency, lambda i: d.cycle(f"tp{tag}-{i}"))
+        await bounded(cycles, concurrency, lambda i, tag=tag: d.cycle(f"tp{tag}-{i}"))
         t1, s1, w1 = time.perf_counter(), cpu_seconds(rig.server_pid), cpu_seconds(rig.worker_pid)
         rates.append(cycles / (t1 - t0))
         server_cpu.append((s1 - s0) / cycles * 1000)
@@ -355,7 +355,7 @@ async def cpu_batches(rig: ServerRig, batches: int, cycles: int, concurrency: in
         tag = uuid.uuid4().hex[:8]
         await asyncio.sleep(0.2)  # let the server go idle
         u0, s0 = cpu_times(rig.server_pid)
-        await bounded(cycles, concurrency, lambda i: d.cycle(f"cpu{tag}-{i}"))
+        await bounded(cycles, concurrency, lambda i, tag=tag: d.cycle(f"cpu{tag}-{i}"))
         u1, s1 = cpu_times(rig.server_pid)
         out.append((u1 - u0 + s1 - s0) / cycles * 1000)
         sys_share.append((s1 - s0) / max(u1 - u0 + s1 - s0, 1e-9))
@@ -583,10 +583,10 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(f"  engine indexes beyond the objects, B per waiting request: {eng}")
         lines.append(f"  {'top 10 allocation sites by growth per waiting request':<70} {'MiB':>6} {'B/req':>6}")
-        for x in at["top_growth"]:
-            lines.append(
-                f"  {x['site'][-34:]:<34} {x['code'][:35]:<35} {x['bytes'] / 2**20:>6.2f} {x['bytes_per_waiting']:>6.0f}"
-            )
+        lines.extend(
+            f"  {x['site'][-34:]:<34} {x['code'][:35]:<35} {x['bytes'] / 2**20:>6.2f} {x['bytes_per_waiting']:>6.0f}"
+            for x in at["top_growth"]
+        )
     cold = results.get("cold")
     if cold:
         lines.append("5. cold start: process start -> first request answered (functions-framework --asgi)")
@@ -600,10 +600,10 @@ def table(results: dict[str, Any]) -> str:
             f"  python -X importtime functions/main.py (median of runs): {it['total_ms']:.0f} ms, {it['modules']} modules"
             f" (bench/hello.py: {cold['importtime_hello']['total_ms']:.0f} ms); top 10 cumulative:"
         )
-        for r in it["top_cumulative"]:
-            lines.append(
-                f"    {'  ' * r['depth']}{r['module']:<{46 - 2 * r['depth']}} {r['cumulative_us'] / 1000:>7.1f} ms  (self {r['self_us'] / 1000:.1f})"
-            )
+        lines.extend(
+            f"    {'  ' * r['depth']}{r['module']:<{46 - 2 * r['depth']}} {r['cumulative_us'] / 1000:>7.1f} ms  (self {r['self_us'] / 1000:.1f})"
+            for r in it["top_cumulative"]
+        )
     lines.append(f"total wall time {results['wall_s']:.0f} s")
     return "\n".join(lines)
 

@@ -69,7 +69,7 @@ class Proc:
         #: Where this process's output starts (a restart appends to the same log).
         self._offset = self._log.tell()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.popen = subprocess.Popen(
+        self.popen = subprocess.Popen(  # noqa: S603 - an argv list of this repo's own commands, no shell
             args, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 

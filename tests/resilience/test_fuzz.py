@@ -135,7 +135,7 @@ content_types = st.one_of(
             "application/json;;;",
             "application/json; charset=",
         ]
-    ),  # fmt: skip
+    ),
     header_text,
 )
 huge = st.integers(min_value=65_537, max_value=300_000)  # padding alone is over the 64 KiB limit
@@ -209,7 +209,7 @@ def test_start_huge_bodies(s: Sentinels, size: int, content_type: str, chunked: 
             "surprise",
             "",
         ]
-    ),  # fmt: skip
+    ),
     value=json_values,
     drop=st.booleans(),
     content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", "text/json"]),

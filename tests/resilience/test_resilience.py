@@ -91,7 +91,7 @@ def test_workers_killed_at_random_moments_across_50_workflows(tmp_path: Path, me
                 kills.append((time.monotonic(), victim.name, dict(progress)))
                 if not stop.is_set():
                     stack.add_worker()  # the other one keeps running meanwhile
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:  # reported by the test
             errors.append(exc)
 
     killing = threading.Thread(target=killer, daemon=True)
@@ -198,7 +198,7 @@ def test_server_killed_and_restarted_while_100_wait_and_decisions_arrive(
         ids = [unique("restart") for _ in range(100)]
         t0 = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
-            assert set(r.status_code for r in pool.map(lambda wf: api.start(api.request_body(wf)), ids)) == {202}
+            assert {r.status_code for r in pool.map(lambda wf: api.start(api.request_body(wf)), ids)} == {202}
         wait_until(lambda: inbox_count(stack.inbox) >= len(ids), timeout=120, interval=0.5, what="100 emails")
         assert stack.sink is not None
         sink = stack.sink
@@ -369,7 +369,7 @@ def test_two_concurrent_sends_slower_than_the_lease_are_each_sent_once(bare: Sta
         keys = [wait_until(lambda wf=wf: relay.key_of(wf), timeout=15, what="the sends to start") for wf in ids]
         wait_until(lambda: all(relay.accepted[k] >= 1 for k in keys), timeout=15, what="the sends to finish")
         time.sleep(2 * TTL)
-        assert {k: relay.started[k] for k in keys} == {k: 1 for k in keys}, (
+        assert {k: relay.started[k] for k in keys} == dict.fromkeys(keys, 1), (
             f"deliveries started per message: {dict(relay.started)}"
         )
     finally:

@@ -47,7 +47,7 @@ class Receiver:
         calls = self.calls
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            def do_POST(self) -> None:  # the name http.server calls
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 calls.append((self.path, dict(self.headers), body))
                 self.send_response(200)

@@ -127,21 +127,21 @@ def test_compose_shows_scalar_details() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "reason"),
     [
-        {"message_id": "bad id"},
-        {"message_id": "a>b"},
-        {"approve_url": "javascript:alert(1)"},
-        {"reject_url": "/relative"},
-        {"deadline_at_iso": "2026-11-23T10:00:00"},
-        {"deadline_at_iso": "tomorrow"},
-        {"now": dt.datetime(2026, 11, 20)},
-        {"approver": "alice@example.com\r\nBcc: eve@example.com"},
-        {"sender": "hitl@example.org\nBcc: eve@example.com"},
+        ({"message_id": "bad id"}, "message_id must match"),
+        ({"message_id": "a>b"}, "message_id must match"),
+        ({"approve_url": "javascript:alert(1)"}, "approve_url must be an absolute"),
+        ({"reject_url": "/relative"}, "reject_url must be an absolute"),
+        ({"deadline_at_iso": "2026-11-23T10:00:00"}, "must carry a timezone"),
+        ({"deadline_at_iso": "tomorrow"}, "Invalid isoformat"),
+        ({"now": dt.datetime(2026, 11, 20)}, "now must be timezone-aware"),
+        ({"approver": "alice@example.com\r\nBcc: eve@example.com"}, "single line"),
+        ({"sender": "hitl@example.org\nBcc: eve@example.com"}, "single line"),
     ],
 )
-def test_compose_rejects_malformed_arguments(overrides: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_compose_rejects_malformed_arguments(overrides: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
         _compose(**overrides)
 
 
@@ -287,13 +287,25 @@ def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
     assert smtpsink.links_in(received) == {"approve": APPROVE, "reject": REJECT}
 
 
+class _WatchedSMTP(SMTP):
+    """aiosmtpd's SMTP session, with an event set when its connection is lost."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.lost.set()
+
+
 def test_send_reuses_an_open_session_and_replaces_one_the_relay_closed(tmp_path: Path) -> None:
     sessions = Sessions()
-    opened: list[SMTP] = []
+    opened: list[_WatchedSMTP] = []
     handler = smtpsink.Inbox(tmp_path, io.StringIO())
 
     def protocol() -> SMTP:
-        opened.append(SMTP(handler, hostname="test-smtp", timeout=0.5))  # closes a session idle 0.5 s
+        opened.append(_WatchedSMTP(handler, hostname="test-smtp", timeout=0.5))  # closes a session idle 0.5 s
         return opened[-1]
 
     async def scenario() -> None:
@@ -304,8 +316,7 @@ def test_send_reuses_an_open_session_and_replaces_one_the_relay_closed(tmp_path:
                 await send(settings, _email(message_id=f"m{i}"), sessions=sessions)
             assert len(opened) == 1
             async with asyncio.timeout(5):  # the relay drops the session once idle 0.5 s
-                while opened[0].transport is not None:  # aiosmtpd clears it when the connection is lost
-                    await asyncio.sleep(0.02)
+                await opened[0].lost.wait()
             await send(settings, _email(message_id="m3"), sessions=sessions)
             assert len(opened) == 2
             sessions.close_all()

@@ -20,6 +20,7 @@ APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
 REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"
 SECRET_PATH = "/services/T000/B000/SECRETSECRET"
 
+
 def _message(**overrides: Any) -> dict[str, Any]:
     args: dict[str, Any] = {
         "approver": "alice@example.com",

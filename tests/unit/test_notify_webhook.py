@@ -20,6 +20,7 @@ REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"
 SECRET = b"outbound-webhook-secret-0123456789"
 KEY = message_id_for("approvals/wf-1", "alice@example.com")
 
+
 def _event(**overrides: Any) -> dict[str, Any]:
     args: dict[str, Any] = {
         "kind": "approval.requested",
