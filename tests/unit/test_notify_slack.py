@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from support.ports import refused_port
-from support.receivers import serve
+from support.receivers import Handler, serve
 
 from hitl.notify.post import post_json
 from hitl.notify.slack import DEFAULT_ALLOWED_HOSTS, escape, post_slack, slack_message
@@ -217,6 +217,18 @@ def test_check_url_http_only_to_listed_loopback() -> None:
 # --- post_slack ---------------------------------------------------------------
 
 
+def _slack_error(handler: Handler) -> NotifyError:
+    """The error ``post_slack`` raises posting to a receiver that answers with ``handler``."""
+
+    async def run() -> NotifyError:
+        async with serve(handler) as base:
+            with pytest.raises(NotifyError) as caught:
+                await post_slack(base + SECRET_PATH, _message(), timeout=5)
+            return caught.value
+
+    return asyncio.run(run())
+
+
 def test_post_slack_sends_the_payload_as_json(caplog: pytest.LogCaptureFixture) -> None:
     received: list[tuple[str, str, Any]] = []
 
@@ -254,13 +266,7 @@ def test_post_slack_classifies_http_errors(status: int, body: str, permanent: bo
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=status, text=body)
 
-    async def run() -> NotifyError:
-        async with serve(handler) as base:
-            with pytest.raises(NotifyError) as caught:
-                await post_slack(base + SECRET_PATH, _message(), timeout=5)
-            return caught.value
-
-    error = asyncio.run(run())
+    error = _slack_error(handler)
     assert error.permanent is permanent
     assert error.status == status
     assert f"HTTP {status}" in str(error) and "127.0.0.1" in str(error)
@@ -273,13 +279,7 @@ def test_post_error_body_is_shown_only_when_it_looks_like_an_error_code() -> Non
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=400, text=(await request.text())[:200])  # echoes the links
 
-    async def run() -> NotifyError:
-        async with serve(handler) as base:
-            with pytest.raises(NotifyError) as caught:
-                await post_slack(base + SECRET_PATH, _message(), timeout=5)
-            return caught.value
-
-    error = asyncio.run(run())
+    error = _slack_error(handler)
     assert error.permanent and "TOKEN" not in str(error) and "(" not in str(error)
 
 
