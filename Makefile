@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` (the whole local stack) and `make test`.
-.PHONY: run test bootstrap lock bench
+.PHONY: run test lint bootstrap lock bench
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -7,8 +7,14 @@ bootstrap:
 run: bootstrap
 	.venv/bin/python -m devstack.dev
 
-test: bootstrap
+test: lint
 	.venv/bin/python -m pytest
+
+# ruff (lint, format) and mypy (strict on the runtime), as configured in pyproject.toml; make test runs it first.
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 # ARGS: more options for the script, e.g. make bench ARGS=--quick
 bench: bootstrap

@@ -1,6 +1,6 @@
 """A minimal SMTP sink for the bulk sections of ``bench/run.py`` (thousands of waiting requests).
 
-    python bench/light_sink.py PORT INBOX
+    python -m bench.light_sink --port PORT --inbox INBOX
 
 Speaks just enough SMTP for ``smtplib`` without TLS or auth (EHLO/HELO, MAIL,
 RCPT, DATA, RSET, NOOP, QUIT) and stores each message as
@@ -9,16 +9,17 @@ without parsing the message: the dev sink (``python -m devstack.smtpsink``), an
 aiosmtpd server that parses every message to log its links, costs about three
 times as much CPU per message (3.4 against 0.9 ms over one session), and on a
 2-core machine that would slow the creation of 10,000 waiting requests for
-nothing the benchmark measures. First stdout line: ``SMTP sink listening on 127.0.0.1:PORT``.
+nothing the benchmark measures. Its arguments and first stdout line (``SMTP sink
+listening on 127.0.0.1:PORT``) are the dev sink's, so ``devstack.stack.SmtpSinkProc`` runs either.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
 import signal
-import sys
 import uuid
 from pathlib import Path
 
@@ -78,7 +79,7 @@ class Sink(asyncio.Protocol):
 
 
 async def serve(port: int, inbox: Path) -> None:
-    inbox.mkdir(parents=True, exist_ok=True)
+    """Store what arrives on ``port`` in ``inbox`` (which exists) until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Sink(inbox), "127.0.0.1", port)
     print(f"SMTP sink listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
@@ -90,4 +91,9 @@ async def serve(port: int, inbox: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1]), Path(sys.argv[2])))
+    parser = argparse.ArgumentParser(description="A minimal SMTP sink for the benchmark.")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--inbox", type=Path, required=True)
+    args = parser.parse_args()
+    args.inbox.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(args.port, args.inbox))

@@ -49,17 +49,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
 import aiohttp
 from resonate.connections.sse import resolve_target
 from resonate.resonate import Resonate
 from resonate.types import TaskData, Value
 
-from bench.procstats import CLK_TCK, bounded, cpu_s, cpu_times, rss_kib, summary
-from devstack.stack import PYTHON, LocalServerProc, Proc
+from bench.driving import RawServer, cpu_ms_per_s, poll_until, settle
+from bench.stats import bounded, summary
+from devstack.procstats import CLK_TCK, cpu_s, cpu_times, rss_kib
+from devstack.stack import LOCALSERVER, PYTHON, LocalServerProc, Proc
 
-PROTOCOL_VERSION = "2026-04-01"
 GROUP = "bench"
 
 
@@ -160,7 +159,7 @@ class Announcements(asyncio.DatagramProtocol):
 
 
 class Driver:
-    """The driver's clients: a send-only SDK client, a listening one, and raw requests."""
+    """The driver's clients: a send-only SDK client, a listening one, and raw requests (``server``)."""
 
     def __init__(self, url: str, announcements: Announcements) -> None:
         self.url = url
@@ -168,28 +167,12 @@ class Driver:
         self.send = Resonate(url=url, sources=[], group="bench-driver")
         self.listen = Resonate(url=url, group="bench-listener")
         self.session = aiohttp.ClientSession()
+        self.server = RawServer(self.session, url)
 
     async def close(self) -> None:
         await self.send.stop()
         await self.listen.stop()
         await self.session.close()
-
-    async def raw(self, kind: str, data: dict[str, Any]) -> tuple[int, Any]:
-        body = {"kind": kind, "head": {"corrId": uuid.uuid4().hex, "version": PROTOCOL_VERSION}, "data": data}
-        async with self.session.post(self.url + "/", json=body) as resp:
-            out = await resp.json()
-            return resp.status, out["data"]
-
-    async def task_state(self, id: str) -> str | None:
-        status, data = await self.raw("task.get", {"id": id})
-        return data["task"]["state"] if status == 200 else None
-
-    async def wait_suspended(self, id: str, timeout: float = 30.0) -> None:
-        """Tight loop (no sleep) until ``id``'s task is suspended."""
-        deadline = time.monotonic() + timeout
-        while await self.task_state(id) != "suspended":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{id} never suspended")
 
     async def start_wf(self, root: str) -> asyncio.Future[str]:
         """Start ``wf`` as ``root`` (one promise.create, as hitl's start does); the future gets its promise id."""
@@ -221,13 +204,10 @@ class Driver:
         await asyncio.wait_for(await self.start_wf(root), 60)
 
 
-class ProfiledServerProc(Proc):
-    """The local server under a CPU-time cProfile (``bench/profile_server.py``); stats written when it stops."""
-
-    def __init__(self, log_dir: Path, prof: Path, db: Path | None) -> None:
-        args = [PYTHON, "-m", "bench.profile_server", str(prof), "--port", "0"]
-        super().__init__("localserver", args + (["--db", str(db)] if db else []), log_dir=log_dir)
-        self.url = self.wait_for_line("listening on ").split()[-1]
+def profiled_server(prof: Path) -> tuple[str, ...]:
+    """The command that runs the local server under a CPU-time cProfile (``bench/profile_server.py``),
+    its stats written to ``prof`` when it stops."""
+    return (PYTHON, "-m", "bench.profile_server", str(prof))
 
 
 class ServerRig:
@@ -245,12 +225,18 @@ class ServerRig:
         self._transport: asyncio.DatagramTransport | None = None
 
     async def __aenter__(self) -> ServerRig:
+        try:
+            await self._start()
+        except BaseException:
+            await self.__aexit__()  # a failed start stops what it started
+            raise
+        return self
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         db = self.tmp / "resonate.db" if self.durable else None
-        if self.profile is not None:
-            self.server = ProfiledServerProc(self.logs, self.profile, db)  # type: ignore[assignment]
-        else:
-            self.server = LocalServerProc(self.logs, db=db)
+        command = profiled_server(self.profile) if self.profile is not None else LOCALSERVER
+        self.server = LocalServerProc(self.logs, db=db, command=command)
         transport, ann = await loop.create_datagram_endpoint(Announcements, local_addr=("127.0.0.1", 0))
         transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self._transport = transport
@@ -261,10 +247,9 @@ class ServerRig:
             log_dir=self.logs,
         )
         await asyncio.to_thread(self.worker.wait_for_line, "bench worker ready", 30.0)
-        self.driver = Driver(self.server.url, ann)
+        driver = self.driver = Driver(self.server.url, ann)
         # Warm up: connections, the listener's stream, the worker's code paths.
-        await bounded(20, 4, lambda i: self.driver.cycle(f"warm{i}-{uuid.uuid4().hex[:8]}"))
-        return self
+        await bounded(20, 4, lambda i: driver.cycle(f"warm{i}-{uuid.uuid4().hex[:8]}"))
 
     async def __aexit__(self, *exc: object) -> None:
         if self.driver is not None:
@@ -305,7 +290,7 @@ async def bench_latency(rig: ServerRig, runs: int) -> dict[str, Any]:
         # The workflow: wait until it is suspended on its promise, listen on the root, resolve.
         root = f"lat-{uuid.uuid4().hex[:12]}"
         pid = await asyncio.wait_for(await d.start_wf(root), 30)
-        await d.wait_suspended(root)
+        await d.server.wait_suspended(root, interval=0)  # a tight loop: the resolve follows at once
         handle = await d.listen.get(root)
         t0 = time.perf_counter()
         await d.send.promises.resolve(pid, Value(data={"ok": 1}))
@@ -329,7 +314,7 @@ async def bench_throughput(rig: ServerRig, runs: int, cycles: int, concurrency: 
     for r in range(runs):
         tag = uuid.uuid4().hex[:8]
         s0, w0, t0 = cpu_seconds(rig.server_pid), cpu_seconds(rig.worker_pid), time.perf_counter()
-        await bounded(cycles, concurrency, lambda i: d.cycle(f"tp{tag}-{i}"))
+        await bounded(cycles, concurrency, lambda i, tag=tag: d.cycle(f"tp{tag}-{i}"))
         t1, s1, w1 = time.perf_counter(), cpu_seconds(rig.server_pid), cpu_seconds(rig.worker_pid)
         rates.append(cycles / (t1 - t0))
         server_cpu.append((s1 - s0) / cycles * 1000)
@@ -352,13 +337,14 @@ async def add_waiting(rig: ServerRig, n: int, concurrency: int = 48) -> None:
     roots = [f"wait{tag}-{i}" for i in range(n)]
     await bounded(n, concurrency, lambda i: d.park(roots[i]))
     pending = roots
-    for _ in range(100):
-        states = await asyncio.gather(*(d.task_state(r) for r in pending))
+
+    async def all_suspended() -> bool:
+        nonlocal pending
+        states = await asyncio.gather(*(d.server.task_state(r) for r in pending))
         pending = [r for r, s in zip(pending, states, strict=True) if s != "suspended"]
-        if not pending:
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{len(pending)} waiting workflows never suspended")
+        return not pending
+
+    await poll_until(all_suspended, timeout=120, interval=0.1, what=f"{n} waiting workflows to suspend")
 
 
 async def cpu_batches(rig: ServerRig, batches: int, cycles: int, concurrency: int) -> list[float]:
@@ -369,7 +355,7 @@ async def cpu_batches(rig: ServerRig, batches: int, cycles: int, concurrency: in
         tag = uuid.uuid4().hex[:8]
         await asyncio.sleep(0.2)  # let the server go idle
         u0, s0 = cpu_times(rig.server_pid)
-        await bounded(cycles, concurrency, lambda i: d.cycle(f"cpu{tag}-{i}"))
+        await bounded(cycles, concurrency, lambda i, tag=tag: d.cycle(f"cpu{tag}-{i}"))
         u1, s1 = cpu_times(rig.server_pid)
         out.append((u1 - u0 + s1 - s0) / cycles * 1000)
         sys_share.append((s1 - s0) / max(u1 - u0 + s1 - s0, 1e-9))
@@ -378,30 +364,23 @@ async def cpu_batches(rig: ServerRig, batches: int, cycles: int, concurrency: in
 
 async def idle_cpu(rig: ServerRig, seconds: float = 2.0) -> float:
     """Server CPU (ms per s) over ``seconds`` while the driver asks nothing of it."""
-    s0 = cpu_seconds(rig.server_pid)
-    await asyncio.sleep(seconds)
-    return (cpu_seconds(rig.server_pid) - s0) / seconds * 1000
+    return await cpu_ms_per_s([rig.server_pid], seconds)
 
 
-async def settle(rig: ServerRig, max_s: float) -> float:
-    """Wait until the server is idle (two 1 s windows at <= 1 clock tick); return the seconds waited.
+async def settle_server(rig: ServerRig, max_s: float) -> float:
+    """Wait until the server is idle (two 1 s windows of at most 1 clock tick); return the seconds waited.
 
-    Needed before a CPU measurement: after a burst of starts the server keeps
-    working for about a minute on its own (see the report), which would be
-    charged to whatever is measured next.
+    After a burst of starts the server keeps working for about a minute on its own.
     """
-    t0, quiet = time.perf_counter(), 0
-    while quiet < 2 and time.perf_counter() - t0 < max_s:
-        quiet = quiet + 1 if await idle_cpu(rig, 1.0) <= 1000 / CLK_TCK else 0
-    return time.perf_counter() - t0
+    return await settle([rig.server_pid], max_s, window_s=1.0, below_ms_per_s=2000 / CLK_TCK, windows=2)
 
 
 async def bench_scaling(rig: ServerRig, cfg: Config) -> dict[str, Any]:
     await add_waiting(rig, cfg.few_waiting)
-    settle_few = await settle(rig, cfg.settle_s)
+    settle_few = await settle_server(rig, cfg.settle_s)
     few, sys_few = await cpu_batches(rig, cfg.cpu_batches, cfg.cpu_batch_cycles, cfg.concurrency)
     progress(f"cpu/workflow with {cfg.few_waiting} waiting: {statistics.median(few):.2f} ms")
-    await settle(rig, cfg.settle_s)
+    await settle_server(rig, cfg.settle_s)
     idle_few = await idle_cpu(rig, 3.0 if cfg.settle_s else 1.0)
     chunk = cfg.many_waiting // cfg.waiting_chunks
     per_wf_kb, created_per_s = [], []
@@ -419,7 +398,7 @@ async def bench_scaling(rig: ServerRig, cfg: Config) -> dict[str, Any]:
         progress(
             f"after the burst, no requests: {sum(after):.0f} ms CPU over {len(after)} s, peak {max(after):.0f} ms/s"
         )
-    settle_many = await settle(rig, cfg.settle_s)
+    settle_many = await settle_server(rig, cfg.settle_s)
     idle_many = await idle_cpu(rig, 3.0 if cfg.settle_s else 1.0)
     many, sys_many = await cpu_batches(rig, cfg.cpu_batches, cfg.cpu_batch_cycles, cfg.concurrency)
     progress(f"cpu/workflow with {cfg.few_waiting + cfg.many_waiting} waiting: {statistics.median(many):.2f} ms")
@@ -462,19 +441,14 @@ async def section_stack(tmp: Path, cfg: Config, durable: bool, skip: set[str], s
     """Resume latency (one worker, one request at a time), then throughput with one and two workers."""
     from bench import full_stack as bench_stack
 
-    stack = await asyncio.to_thread(bench_stack.start_stack, tmp / "stack", durable=durable)
-    d = bench_stack.StackDriver(stack)
     out: dict[str, Any] = {}
-    try:
+    async with bench_stack.driven_stack(tmp / "stack", durable=durable) as d:
         if "latency" not in skip:
             progress("hitl stack: resume latency")
             out.update(await bench_stack.section_latency(d, cfg.stack_runs, progress))
         if "throughput" not in skip:
             progress("hitl stack: throughput")
             out["throughput"] = await bench_stack.section_throughput(d, cfg, progress, spy)
-    finally:
-        await d.close()
-        await asyncio.to_thread(stack.stop)
     return out
 
 
@@ -609,10 +583,10 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(f"  engine indexes beyond the objects, B per waiting request: {eng}")
         lines.append(f"  {'top 10 allocation sites by growth per waiting request':<70} {'MiB':>6} {'B/req':>6}")
-        for x in at["top_growth"]:
-            lines.append(
-                f"  {x['site'][-34:]:<34} {x['code'][:35]:<35} {x['bytes'] / 2**20:>6.2f} {x['bytes_per_waiting']:>6.0f}"
-            )
+        lines.extend(
+            f"  {x['site'][-34:]:<34} {x['code'][:35]:<35} {x['bytes'] / 2**20:>6.2f} {x['bytes_per_waiting']:>6.0f}"
+            for x in at["top_growth"]
+        )
     cold = results.get("cold")
     if cold:
         lines.append("5. cold start: process start -> first request answered (functions-framework --asgi)")
@@ -626,10 +600,10 @@ def table(results: dict[str, Any]) -> str:
             f"  python -X importtime functions/main.py (median of runs): {it['total_ms']:.0f} ms, {it['modules']} modules"
             f" (bench/hello.py: {cold['importtime_hello']['total_ms']:.0f} ms); top 10 cumulative:"
         )
-        for r in it["top_cumulative"]:
-            lines.append(
-                f"    {'  ' * r['depth']}{r['module']:<{46 - 2 * r['depth']}} {r['cumulative_us'] / 1000:>7.1f} ms  (self {r['self_us'] / 1000:.1f})"
-            )
+        lines.extend(
+            f"    {'  ' * r['depth']}{r['module']:<{46 - 2 * r['depth']}} {r['cumulative_us'] / 1000:>7.1f} ms  (self {r['self_us'] / 1000:.1f})"
+            for r in it["top_cumulative"]
+        )
     lines.append(f"total wall time {results['wall_s']:.0f} s")
     return "\n".join(lines)
 

@@ -165,7 +165,7 @@ def summary() -> dict[str, Any]:
         for p in eng.promises.values():
             seen.add(id(p))
             seen.add(id(p.id))
-            seen.update(map(id, p._tags[1:]))
+            seen.update(map(id, p._tags[1:]))  # noqa: SLF001 - the memory breakdown reads the engine's own fields
         for t in eng.tasks.values():
             seen.add(id(t))
             seen.add(id(t.id))

@@ -28,7 +28,10 @@ def signing_key(state: Path) -> str:
 
 
 def banner(stack: Stack) -> str:
-    assert stack.server and stack.start_fn and stack.unblock_fn and stack.sink
+    assert stack.server
+    assert stack.start_fn
+    assert stack.unblock_fn
+    assert stack.sink
     start = stack.start_fn.url
     return f"""
 hitl is running (Ctrl-C stops everything; state survives in {stack.state}):

@@ -152,7 +152,7 @@ class Inbox:
         self._clock = clock
         self._last_ns = 0
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook
         raw = envelope.original_content or b""
         message = BytesParser(policy=policy.compat32).parsebytes(raw)
         recipients = ",".join(str(r) for r in envelope.rcpt_tos)
@@ -205,7 +205,7 @@ async def start(
     ``server.close()``.
     """
     directory = Path(inbox)
-    directory.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     handler = Inbox(directory, sys.stdout if out is None else out)
 
     def protocol() -> SMTP:

@@ -13,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+#: The Cloud Run functions' local server, from this interpreter's environment.
+FUNCTIONS_FRAMEWORK = str(Path(PYTHON).parent / "functions-framework")
 
 
 def free_port() -> int:
@@ -26,15 +28,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ProcessExited(RuntimeError):
+    """A process being waited for has exited: no amount of waiting will make it ready."""
+
+
 def wait_until[T](
     check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
 ) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    An exception from ``check`` counts as "not yet" (the thing polled may not be
+    up yet), except :class:`ProcessExited`, which fails the wait at once.
+    """
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
         try:
             value = check()
+        except ProcessExited:
+            raise
         except Exception as exc:  # the thing polled may not be up yet
             last_exc = exc
         else:
@@ -57,7 +69,7 @@ class Proc:
         #: Where this process's output starts (a restart appends to the same log).
         self._offset = self._log.tell()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.popen = subprocess.Popen(
+        self.popen = subprocess.Popen(  # noqa: S603 - an argv list of this repo's own commands, no shell
             args, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
@@ -67,10 +79,22 @@ class Proc:
             f.seek(self._offset)
             return f.read().decode(errors="replace")
 
+    def check_alive(self) -> None:
+        """Raise :class:`ProcessExited` (with the end of its output) if the process has exited."""
+        if self.popen.poll() is not None:
+            raise ProcessExited(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
+
+    def ready_or_stop[T](self, wait: Callable[[], T]) -> T:
+        """``wait()`` for the process to be ready; if that fails, stop it (nothing is left running) and re-raise."""
+        try:
+            return wait()
+        except BaseException:
+            self.stop()
+            raise
+
     def wait_for_line(self, prefix: str, timeout: float = 15.0) -> str:
         def find() -> str | None:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
+            self.check_alive()
             for line in self.output().splitlines():
                 if line.startswith(prefix):
                     return line
@@ -100,8 +124,18 @@ class Proc:
         return self.popen.returncode
 
 
+#: The command that runs the local Resonate server (``--port``, ``--db`` and any extra arguments follow).
+LOCALSERVER = (PYTHON, "-m", "devstack.localserver")
+#: The command that runs the SMTP sink (``--port`` and ``--inbox`` follow).
+SMTPSINK = (PYTHON, "-m", "devstack.smtpsink")
+
+
 class LocalServerProc(Proc):
-    """``python -m devstack.localserver`` on a free port."""
+    """The local Resonate server on ``port`` (0: a free one), ready once it prints where it listens.
+
+    ``command`` runs it: ``python -m devstack.localserver`` unless told otherwise
+    (the benchmark runs the same server under a profiler); it takes the server's arguments.
+    """
 
     def __init__(
         self,
@@ -111,12 +145,14 @@ class LocalServerProc(Proc):
         port: int = 0,
         extra: list[str] | None = None,
         name: str = "localserver",
+        command: Sequence[str] = LOCALSERVER,
+        timeout: float = 15.0,
     ) -> None:
-        args = [PYTHON, "-m", "devstack.localserver", "--port", str(port)]
+        args = [*command, "--port", str(port)]
         if db is not None:
             args += ["--db", str(db)]
         super().__init__(name, args + (extra or []), log_dir=log_dir)
-        line = self.wait_for_line("listening on ")
+        line = self.ready_or_stop(lambda: self.wait_for_line("listening on ", timeout))
         self.url = line.split()[-1]
         self.port = int(self.url.rsplit(":", 1)[1])
 
@@ -140,13 +176,17 @@ def tcp_open(port: int) -> bool:
 
 
 class SmtpSinkProc(Proc):
-    """``python -m devstack.smtpsink`` storing messages in ``inbox``."""
+    """The SMTP sink storing messages in ``inbox``, on ``port`` (0: a free one).
 
-    def __init__(self, log_dir: Path, inbox: Path, *, port: int = 0, name: str = "smtpsink") -> None:
-        super().__init__(
-            name, [PYTHON, "-m", "devstack.smtpsink", "--port", str(port), "--inbox", str(inbox)], log_dir=log_dir
-        )
-        line = self.wait_for_line("SMTP sink listening on ")
+    ``command`` runs it: ``python -m devstack.smtpsink`` unless told otherwise (any
+    sink that takes ``--port`` and ``--inbox`` and prints ``SMTP sink listening on HOST:PORT``).
+    """
+
+    def __init__(
+        self, log_dir: Path, inbox: Path, *, port: int = 0, name: str = "smtpsink", command: Sequence[str] = SMTPSINK
+    ) -> None:
+        super().__init__(name, [*command, "--port", str(port), "--inbox", str(inbox)], log_dir=log_dir)
+        line = self.ready_or_stop(lambda: self.wait_for_line("SMTP sink listening on "))
         self.port = int(line.rsplit(":", 1)[1])
         self.inbox = inbox
 
@@ -158,12 +198,11 @@ class WorkerProc(Proc):
         self.port = int(env.get("PORT") or free_port())
         super().__init__(name, [PYTHON, "-m", "worker.main"], log_dir=log_dir, env={**env, "PORT": str(self.port)})
         if wait:
-            self.wait_ready()
+            self.ready_or_stop(self.wait_ready)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         def ready() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
+            self.check_alive()
             return http_ok(f"http://127.0.0.1:{self.port}/ready")
 
         wait_until(ready, timeout=timeout, what=f"{self.name} to connect")
@@ -176,25 +215,27 @@ class FunctionProc(Proc):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
-            str(Path(PYTHON).parent / "functions-framework"),
+            FUNCTIONS_FRAMEWORK,
             "--source", str(ROOT / "functions" / "main.py"), "--target", target,
             "--host", "127.0.0.1", "--port", str(self.port), "--asgi",
         ]  # fmt: skip
         super().__init__(target, args, log_dir=log_dir, env=env)
 
         def up() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
+            self.check_alive()
             return tcp_open(self.port)
 
-        wait_until(up, timeout=20.0, what=f"{target} to listen")
+        self.ready_or_stop(lambda: wait_until(up, timeout=20.0, what=f"{target} to listen"))
 
 
 class Stack:
     """The whole local system: server, SMTP sink, workers, ``start`` and ``unblock``.
 
     ``state`` holds the logs, the inbox and (when ``durable``) the server's
-    database. Port 0 means "any free port".
+    database. Port 0 means "any free port". ``server_command`` and
+    ``sink_command`` replace the commands that run the server and the sink
+    (see :class:`LocalServerProc` and :class:`SmtpSinkProc`); ``server_timeout``
+    bounds the server's start.
     """
 
     def __init__(
@@ -209,6 +250,9 @@ class Stack:
         unblock_port: int = 0,
         server_args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
+        server_command: Sequence[str] = LOCALSERVER,
+        server_timeout: float = 15.0,
+        sink_command: Sequence[str] = SMTPSINK,
     ) -> None:
         self.state = state
         self.logs = state / "logs"
@@ -219,6 +263,9 @@ class Stack:
         self.db = state / "resonate.db" if durable else None
         self._ports = {"server": server_port, "smtp": smtp_port, "start": start_port, "unblock": unblock_port}
         self._server_args = server_args or []
+        self._server_command = server_command
+        self._server_timeout = server_timeout
+        self._sink_command = sink_command
         self._env = dict(env or {})
         self.server: LocalServerProc | None = None
         self.sink: SmtpSinkProc | None = None
@@ -231,7 +278,14 @@ class Stack:
         return f"http://127.0.0.1:{self._ports['unblock']}/"
 
     def start_server(self) -> LocalServerProc:
-        self.server = LocalServerProc(self.logs, db=self.db, port=self._ports["server"], extra=self._server_args)
+        self.server = LocalServerProc(
+            self.logs,
+            db=self.db,
+            port=self._ports["server"],
+            extra=self._server_args,
+            command=self._server_command,
+            timeout=self._server_timeout,
+        )
         self._ports["server"] = self.server.port  # a restart comes back on the same port
         return self.server
 
@@ -265,17 +319,22 @@ class Stack:
         return worker
 
     def start_sink(self) -> SmtpSinkProc:
-        return SmtpSinkProc(self.logs, self.inbox, port=self._ports["smtp"])
+        return SmtpSinkProc(self.logs, self.inbox, port=self._ports["smtp"], command=self._sink_command)
 
     def start(self, *, workers: int = 1) -> Stack:
-        self.start_server()
-        self.sink = self.start_sink()
-        if not self._ports["unblock"]:
-            self._ports["unblock"] = free_port()
-        self.start_fn = FunctionProc(self.logs, "start", self.function_env(), port=self._ports["start"])
-        self.unblock_fn = FunctionProc(self.logs, "unblock", self.function_env(), port=self._ports["unblock"])
-        for _ in range(workers):
-            self.add_worker()
+        """Start every process; if one fails to start, stop those already running and re-raise."""
+        try:
+            self.start_server()
+            self.sink = self.start_sink()
+            if not self._ports["unblock"]:
+                self._ports["unblock"] = free_port()
+            self.start_fn = FunctionProc(self.logs, "start", self.function_env(), port=self._ports["start"])
+            self.unblock_fn = FunctionProc(self.logs, "unblock", self.function_env(), port=self._ports["unblock"])
+            for _ in range(workers):
+                self.add_worker()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def processes(self) -> list[Proc]:

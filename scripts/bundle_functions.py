@@ -92,8 +92,7 @@ def runtime_requirements(pyproject: Path, lock: Path) -> list[str]:
                 f"{req.name} is not installed: run this script with the project's "
                 "virtualenv (.venv/bin/python, after `make bootstrap`)"
             ) from None
-        for spec in dist.requires or []:
-            todo.append((Requirement(spec), frozenset(req.extras)))
+        todo.extend((Requirement(spec), frozenset(req.extras)) for spec in dist.requires or [])
     missing = sorted(closure - pins.keys())
     if missing:
         raise BundleError(f"not pinned in {lock.name}: {', '.join(missing)} (run `make lock`)")

@@ -8,7 +8,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from devstack.stack import LocalServerProc  # noqa: E402
+from devstack.stack import LocalServerProc
+
+#: The ``measure`` fixture and its terminal summary (tests/support/measurements.py).
+pytest_plugins = ["support.measurements"]
 
 
 @pytest.fixture

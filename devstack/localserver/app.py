@@ -9,6 +9,7 @@ timeouts, lease expiries and task retries when they fall due.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -94,10 +95,8 @@ class LocalServer:
             due = self.engine.next_due()
             delay = 1.0 if due is None else min(max((due - self._clock()) / 1000, 0.005), 1.0)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
 
     def _commit(self) -> None:
         """Store what changed, then route what the change produced."""

@@ -106,8 +106,16 @@ class Promise:
     """
 
     __slots__ = (
-        "id", "state", "_param", "_value", "_tags", "timeout_at", "created_at",
-        "settled_at", "awaiters", "listeners",
+        "_param",
+        "_tags",
+        "_value",
+        "awaiters",
+        "created_at",
+        "id",
+        "listeners",
+        "settled_at",
+        "state",
+        "timeout_at",
     )  # fmt: skip
 
     def __init__(
@@ -194,7 +202,7 @@ class Promise:
 
 
 class Task:
-    __slots__ = ("id", "state", "version", "pid", "ttl", "resumes", "awaiting", "retry_at", "lease_at")
+    __slots__ = ("awaiting", "id", "lease_at", "pid", "resumes", "retry_at", "state", "ttl", "version")
 
     def __init__(
         self,
@@ -278,7 +286,7 @@ class Engine:
     def restore(self, promises: list[Promise], tasks: list[Task], schedules: list[dict[str, Any]]) -> None:
         """Rebuild the indexes and timers from stored records."""
         for p in promises:
-            p._tags = _flat(self._share_ids(p.id, p.tags))  # (the tags as loaded, ids shared)
+            p._tags = _flat(self._share_ids(p.id, p.tags))  # noqa: SLF001 - the engine owns its records' storage
             self._index(p)
             if p.state == "pending":
                 self._arm("p", p.id, p.timeout_at)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e.api import Api, Target
-from e2e.conftest import targets
+from support.api import Api, Target
+from support.stacks import targets
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright

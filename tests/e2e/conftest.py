@@ -1,45 +1,12 @@
-"""The e2e fixture: the whole stack as real processes on free ports."""
+"""The e2e fixtures: one target per module (a local stack as real processes, or a deployment)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-from devstack.stack import Stack
-
-from .api import Api, Target, deployed
-
-#: Short leases so a killed worker's task comes back in seconds, not a minute.
-FAST_WORKER = {"HITL_TASK_TTL": "3"}
-
-
-def make_stack(
-    state: Path, *, durable: bool = False, workers: int = 1, env: dict[str, str] | None = None, **kwargs
-) -> Stack:
-    stack = Stack(
-        state, signing_key=secrets.token_urlsafe(48), durable=durable, env={**FAST_WORKER, **(env or {})}, **kwargs
-    )
-    try:
-        stack.start(workers=workers)
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
-
-
-def targets(tmp_path_factory: pytest.TempPathFactory, name: str = "stack", **kwargs) -> Iterator[Target]:
-    """Where the tests run: a deployment when ``HITL_START_URL`` is set (see infra/README.md),
-    else a local stack (``kwargs`` go to :func:`make_stack`) stopped when the generator ends."""
-    remote = deployed()
-    if remote is not None:
-        yield remote
-        return
-    s = make_stack(tmp_path_factory.mktemp(name), **kwargs)
-    yield Target.local(s)
-    s.stop()
+from support.api import Api, Target
+from support.stacks import targets
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from support.api import Api, Target, claims_of, token_of, unique
+from support.stacks import make_stack
 
 from devstack.stack import wait_until
 from hitl.security import tokens
-
-from .api import Api, Target, claims_of, token_of, unique
-from .conftest import make_stack
 
 
 def test_approve(api: Api) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.api import Api, unique
+from support.stacks import make_stack
 
 from devstack.stack import PYTHON, ROOT, Proc, Stack, wait_until
-
-from .api import Api, unique
-from .conftest import make_stack
 
 pytestmark = pytest.mark.usefixtures("local")
 

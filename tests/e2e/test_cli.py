@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.api import unique
+from support.ports import refused_port
+from support.stacks import make_stack
 
-from devstack.stack import PYTHON, ROOT, Stack, free_port, wait_until
-
-from .api import unique
-from .conftest import make_stack
+from devstack.stack import PYTHON, ROOT, Stack, wait_until
 
 CLI_TIMEOUT = 30
 
@@ -206,6 +206,7 @@ def test_usage_configuration_and_server_errors(env: dict[str, str], tmp_path: Pa
     assert hitl(env, "start", str(tmp_path / "absent.json")).returncode == 2
     assert hitl(env, "status", "a:b").returncode == 2  # not a workflow id
 
-    down = {**env, "RESONATE_URL": f"http://127.0.0.1:{free_port()}", "HITL_SERVER_TIMEOUT": "2"}
-    r = hitl(down, "status", "anything")
+    with refused_port() as port:
+        down = {**env, "RESONATE_URL": f"http://127.0.0.1:{port}", "HITL_SERVER_TIMEOUT": "2"}
+        r = hitl(down, "status", "anything")
     assert r.returncode == 3 and r.stderr.count("\n") == 1 and "unavailable" in r.stderr and "Traceback" not in r.stderr

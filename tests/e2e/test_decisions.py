@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from support.api import Api
 
 from hitl.model.records import DECISIONS
-
-from .api import Api
 
 pytestmark = pytest.mark.usefixtures("local")
 

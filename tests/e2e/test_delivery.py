@@ -20,14 +20,13 @@ from typing import Any
 import pytest
 import requests
 from resonate.types import Value
+from support.api import Api, unique
+from support.stacks import make_stack
 
 from devstack.stack import PYTHON, Proc, Stack, wait_until
 from hitl.client.sendonly import send_only
 from hitl.security import signatures
 from hitl.settings import ResonateSettings
-
-from .api import Api, unique
-from .conftest import make_stack
 
 SECRET = secrets.token_urlsafe(32)
 ENV = {
@@ -61,7 +60,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 key = self.headers.get("X-Hitl-Idempotency-Key", "")
                 try:

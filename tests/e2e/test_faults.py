@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +19,12 @@ from typing import Any
 
 import pytest
 import requests
-from support.listener import Listener
+from support.api import Api, Target, unique
+from support.relays import HungRelay
+from support.server_records import task_state, wait_suspended
+from support.stacks import make_stack
 
-from devstack.localserver.engine import PROTOCOL_VERSION
 from devstack.stack import PYTHON, ROOT, Stack, WorkerProc, free_port, http_ok, wait_until
-
-from .api import Api, Target, unique
-from .conftest import make_stack
 
 EMAIL_SENT = "email sent"
 
@@ -38,24 +35,6 @@ EMAIL_SENT = "email sent"
 def log_of(stack: Stack, name: str) -> str:
     path = stack.logs / f"{name}.log"
     return path.read_text(errors="replace") if path.exists() else ""
-
-
-def server_call(stack: Stack, kind: str, data: dict[str, Any]) -> tuple[int, Any]:
-    """One raw request to the Resonate server (to look at what the functions cannot show)."""
-    assert stack.server is not None
-    envelope = {"kind": kind, "head": {"corrId": "faults", "version": PROTOCOL_VERSION}, "data": data}
-    reply = requests.post(stack.server.url + "/", json=envelope, timeout=5).json()
-    return reply["head"]["status"], reply["data"]
-
-
-def task_state(stack: Stack, id: str) -> str | None:
-    status, data = server_call(stack, "task.get", {"id": id})
-    return data["task"]["state"] if status == 200 else None
-
-
-def wait_suspended(stack: Stack, workflow_id: str) -> None:
-    """The run is waiting for the decision: its task is suspended, no worker holds it."""
-    wait_until(lambda: task_state(stack, workflow_id) == "suspended", timeout=10, what=f"{workflow_id} to suspend")
 
 
 def ready(worker: WorkerProc) -> bool:
@@ -74,12 +53,7 @@ def runner_of(stack: Stack) -> WorkerProc:
 
 
 def restart_server(stack: Stack) -> None:
-    """Start the server again (same port, same db) and wait until it answers.
-
-    ``Stack.start_server`` alone is not enough on a restart: the new process
-    appends to the same ``localserver.log``, and ``wait_for_line`` finds the
-    previous run's ``listening on`` line at once (see the report).
-    """
+    """Start the server again (same port, same db: see tests/unit/test_stack.py) and wait until it answers."""
     stack.start_server()
     assert stack.server is not None
     wait_until(lambda: http_ok(stack.server.url + "/ready"), timeout=15, what="the restarted server to answer")
@@ -102,24 +76,6 @@ def stacks(tmp_path: Path) -> Iterator[list[Stack]]:
             s.stop()
 
 
-class Blackhole(Listener):
-    """An SMTP port that accepts connections and then says nothing (a hung relay)."""
-
-    def __init__(self) -> None:
-        self.accepted = threading.Event()
-        self._conns: list[socket.socket] = []
-        super().__init__()
-
-    def on_accept(self, conn: socket.socket) -> None:
-        self._conns.append(conn)
-        self.accepted.set()
-
-    def close(self) -> None:
-        super().close()
-        for c in self._conns:
-            c.close()
-
-
 # -- workers dying ----------------------------------------------------------------------
 
 
@@ -130,7 +86,7 @@ def test_worker_killed_while_waiting_other_worker_finishes_one_email(stacks: lis
     wf = unique("kill-wait")
     assert api.start(api.request_body(wf)).status_code == 202
     links = api.wait_email(wf)
-    wait_suspended(stack, wf)
+    wait_suspended(stack.server.url, wf)
 
     victim = runner_of(stack)
     closed = log_of(stack, "localserver").count("stream closed")
@@ -149,24 +105,25 @@ def test_worker_killed_while_waiting_other_worker_finishes_one_email(stacks: lis
 def test_worker_killed_while_sending_email_other_worker_sends_it(stacks: list[Stack], tmp_path: Path) -> None:
     stack = make_stack(tmp_path, workers=0)
     stacks.append(stack)
-    hole = Blackhole()
+    hole = HungRelay()
     try:
         stuck = stack.add_worker("worker1", SMTP_PORT=str(hole.port))
         api = Api(Target.local(stack))
         wf = unique("kill-send")
         assert api.start(api.request_body(wf)).status_code == 202
         assert hole.accepted.wait(15), "worker1 never connected to the SMTP relay"
-        stack.add_worker("worker2")  # the real sink
-        assert task_state(stack, wf) == "acquired"  # worker1 holds the lease, stuck in the send
+        rescuer = stack.add_worker("worker2")  # the real sink
+        assert task_state(stack.server.url, wf) == "acquired"  # worker1 holds the lease, stuck in the send
         stuck.kill()
 
-        # The lease (3 s) lapses, worker2 runs the step again and the email goes out.
+        # The lease (3 s) lapses, worker2 runs the step again and the email goes out, once.
         links = api.wait_email(wf, timeout=25)
-        assert EMAIL_SENT not in stuck.output()
         assert api.decide(links["reject"], "reject", comment="no").status_code == 200
         result = api.wait_done(wf)["result"]
         assert (result["decision"], result["comment"]) == ("rejected", "no")
-        assert len(api.emails(wf)) == 1  # worker2 sent it once; worker1 only ever reached the blackhole
+        assert len(api.emails(wf)) == 1
+        # The sink stores a copy under the same name, so the inbox cannot tell one send from two: the sender's log can.
+        assert rescuer.output().count(EMAIL_SENT) == 1, rescuer.output()[-3000:]
     finally:
         hole.close()
 
@@ -210,8 +167,10 @@ def test_worker_stops_cleanly_on_sigterm(stacks: list[Stack], tmp_path: Path) ->
     worker = stack.workers[0]
     t0 = time.monotonic()
     worker.popen.send_signal(signal.SIGTERM)
-    assert worker.popen.wait(10) == 0
-    assert time.monotonic() - t0 < 10
+    code = worker.popen.wait(30)  # only a bound on a hang: how long it took is the assertion below
+    took = time.monotonic() - t0
+    assert code == 0
+    assert took < 10, f"stopped {took:.1f} s after SIGTERM; Cloud Run kills it at 10 s"
     assert "worker stopped" in worker.output()
 
 
@@ -244,17 +203,15 @@ def test_worker_reconnects_when_the_server_restarts(stacks: list[Stack], tmp_pat
     wf = unique("restart")
     assert api.start(api.request_body(wf)).status_code == 202
     links = api.wait_email(wf)
-    wait_suspended(stack, wf)
+    wait_suspended(stack.server.url, wf)
 
     assert stack.server is not None
-    old_port = stack.server.port
     if how == "sigterm":
         assert stack.server.stop() == 0
     else:
         stack.server.kill()
     wait_until(lambda: not ready(worker), timeout=10, what="the worker to notice the server is gone")
-    restart_server(stack)
-    assert stack.server.port == old_port
+    restart_server(stack)  # at the URL the worker knows
     worker.wait_ready(timeout=20)  # reconnected by itself
 
     assert api.decide(links["approve"], comment=how).status_code == 200
@@ -273,7 +230,7 @@ def test_functions_answer_503_while_the_server_is_down(stacks: list[Stack], tmp_
     assert api.start(api.request_body(wf)).status_code == 202
     links = api.wait_email(wf)
     tokens = api.page_tokens(links["approve"])
-    wait_suspended(stack, wf)
+    wait_suspended(stack.server.url, wf)
 
     server = stack.server
     assert server is not None

@@ -8,53 +8,24 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import requests
+from support.api import Api, Target, token_of, unique
+from support.receivers import Receiver
+from support.server_records import server_call, wait_ran_again, wait_suspended
+from support.stacks import targets
 
-from devstack.localserver.engine import PROTOCOL_VERSION
 from devstack.smtpsink import links_in
 from devstack.stack import wait_until
 from hitl.security import signatures as webhook
-
-from .api import Api, Target, token_of, unique
-from .conftest import targets
 
 NOTIFY_SECRET = secrets.token_urlsafe(32)
 
 #: These tests read the local inbox and receive Slack/webhook posts on this machine.
 pytestmark = pytest.mark.usefixtures("local")
-
-
-class Receiver:
-    """A local HTTP endpoint standing in for Slack and webhook receivers."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, str], bytes]] = []
-        calls = self.calls
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                calls.append((self.path, dict(self.headers), body))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def bodies(self, path: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        return [(h, json.loads(b)) for p, h, b in list(self.calls) if p == path]
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +42,25 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
 def people(*names: str) -> list[str]:
     return [f"{n}@example.com" for n in names]
+
+
+def decide_and_wait_for_the_tally(api: Api, workflow_id: str, link: str, decision: str, **kwargs: str) -> None:
+    """Press ``decision`` on ``link`` and return once the run has counted the vote.
+
+    The click only settles the vote; the run counts it later, on a worker. So
+    a status read right after the click says "pending" whatever the vote does:
+    wait until the run (waiting, its task suspended) has been resumed by the
+    vote and is at rest again, waiting or done.
+    """
+    assert api.target.server_url is not None
+    waiting = wait_suspended(api.target.server_url, workflow_id)
+    assert api.decide(link, decision, **kwargs).status_code == 200
+    wait_ran_again(api.target.server_url, workflow_id, since=waiting)
 
 
 def test_quorum_two_of_three_with_progress_and_audit(api: Api) -> None:
@@ -84,7 +69,7 @@ def test_quorum_two_of_three_with_progress_and_audit(api: Api) -> None:
     assert api.start(body).status_code == 202
     alice, bob, carol = (api.wait_email(wf, a) for a in people("alice", "bob", "carol"))
 
-    assert api.decide(alice["approve"], comment="fine by me").status_code == 200
+    decide_and_wait_for_the_tally(api, wf, alice["approve"], "approve", comment="fine by me")
     assert api.status(wf).json()["status"] == "pending"
     page = api.open(bob["approve"]).text
     assert "1 of 2 required approvals so far" in page
@@ -117,7 +102,7 @@ def test_without_veto_rejected_only_when_quorum_is_out_of_reach(api: Api) -> Non
     body = api.request_body(approvers=people("alice", "bob", "carol"), required=2, veto=False)
     wf = body["workflow_id"]
     api.start(body)
-    api.decide(api.wait_email(wf, "alice@example.com")["reject"], "reject")
+    decide_and_wait_for_the_tally(api, wf, api.wait_email(wf, "alice@example.com")["reject"], "reject")
     assert api.status(wf).json()["status"] == "pending"
     api.decide(api.wait_email(wf, "bob@example.com")["reject"], "reject")
     assert api.wait_done(wf)["result"]["decision"] == "rejected"
@@ -245,11 +230,8 @@ def test_the_deadline_run_holds_the_vote_ids_not_the_request(api: Api) -> None:
     wid = unique()
     assert api.start(api.request_body(wid, approvers=["alice@example.com", "bob@example.com"])).status_code == 202
     api.wait_email(wid)
-    envelope = {
-        "kind": "promise.get",
-        "head": {"corrId": "t", "version": PROTOCOL_VERSION},
-        "data": {"id": f"{wid}:r0.expiry"},
-    }
-    record = requests.post(api.target.server_url + "/", json=envelope, timeout=5).json()["data"]["promise"]
+    status, data = server_call(api.target.server_url, "promise.get", {"id": f"{wid}:r0.expiry"})
+    assert status == 200, data
+    record = data["promise"]
     call = json.loads(base64.b64decode(record["param"]["data"]))
     assert call["args"] == [[api.vote_id(wid, "alice@example.com"), api.vote_id(wid, "bob@example.com")]]

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 import requests
+from support.api import Api, unique
+from support.stacks import make_stack
 
 from devstack.stack import PYTHON, ROOT, Stack
-
-from .api import Api, unique
-from .conftest import make_stack
 
 pytestmark = pytest.mark.usefixtures("local")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,14 +57,9 @@ def test_requirements_are_the_runtime_pins_of_the_lock(bundle: Path) -> None:
         assert tool not in pinned, f"dev tool {tool} is in the functions' requirements"
 
 
-def test_bundle_is_reproducible(bundle: Path, tmp_path: Path) -> None:
+def test_bundle_is_reproducible(bundle: Path, tmp_path: Path, bundle_functions: Callable[..., None]) -> None:
     again = tmp_path / "again.zip"
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bundle_functions.py"), "--out", str(again)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    bundle_functions("--out", str(again))
     assert again.read_bytes() == bundle.read_bytes()
     with zipfile.ZipFile(bundle) as zf:
         names = _names(zf)
@@ -132,13 +126,10 @@ def test_entry_points_are_top_level_functions(bundle: Path) -> None:
     assert {"start", "unblock"} <= defined
 
 
-def test_requirements_option_writes_the_same_pins(bundle: Path, tmp_path: Path) -> None:
+def test_requirements_option_writes_the_same_pins(
+    bundle: Path, tmp_path: Path, bundle_functions: Callable[..., None]
+) -> None:
     out = tmp_path / "req.txt"
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bundle_functions.py"), "--requirements", str(out)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    bundle_functions("--requirements", str(out))
     with zipfile.ZipFile(bundle) as zf:
         assert zf.read("requirements.txt") == out.read_bytes()

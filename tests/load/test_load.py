@@ -25,12 +25,13 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from e2e.api import Api, Target, claims_of, token_of, unique
+from support.api import Api, Click, Target, token_of, tokens_on_page, unique
+from support.sink import inbox_count, inbox_messages, sink_deliveries
 
 from devstack.smtpsink import links_in
 from devstack.stack import Stack, wait_until
 
-from .conftest import cpu_delta, cpu_seconds, inbox_count, inbox_messages, session, sink_deliveries
+from .conftest import cpu_delta, cpu_seconds, session
 
 THREADS = 48
 DISTINCT = 800
@@ -159,23 +160,14 @@ def test_1000_concurrent_starts_make_exactly_800_runs_and_800_emails(
     assert sink_deliveries(stack) == (DISTINCT, 0)
 
 
-@dataclass(frozen=True)
-class Click:
-    workflow_id: str
-    decision: str  # "approve" | "reject"
-    comment: str
-    token: str
-
-
 def submit(api: Api, click: Click) -> tuple[int, str]:
     r = session().post(api.unblock_url, data={"token": click.token, "comment": click.comment}, timeout=30)
     return r.status_code, r.text
 
 
-def page_tokens(api: Api, link: str) -> dict[str, str]:
-    """The Approve and Reject tokens the decision page offers (as ``Api.page_tokens``)."""
-    html = session().get(link, timeout=30).text
-    return {claims_of(v)[2]: v for v in re.findall(r'name="token"\s+value="([^"]+)"', html)}
+def page_tokens(link: str) -> dict[str, str]:
+    """The Approve and Reject tokens the decision page offers (``Api.page_tokens`` over this thread's session)."""
+    return tokens_on_page(session().get(link, timeout=30).text)
 
 
 def test_500_decisions_with_double_and_conflicting_clicks_are_each_applied_once(
@@ -189,7 +181,7 @@ def test_500_decisions_with_double_and_conflicting_clicks_are_each_applied_once(
     # Open each emailed link (the page offers both decisions), as a person would.
     t0 = time.monotonic()
     with ThreadPoolExecutor(THREADS) as pool:
-        pages = dict(zip(chosen, pool.map(lambda wf: page_tokens(api, links[wf]["approve"]), chosen), strict=True))
+        pages = dict(zip(chosen, pool.map(lambda wf: page_tokens(links[wf]["approve"]), chosen), strict=True))
     measure(f"{DECIDED} decision pages: {time.monotonic() - t0:.1f} s")
     for wf in chosen:
         assert pages[wf].keys() == {"approve", "reject"}, wf

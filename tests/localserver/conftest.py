@@ -12,6 +12,7 @@ stream before it has arrived too (that is how tests prove something did
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -232,10 +233,8 @@ class Sse:
         """Drop the connection from the client side."""
         sock = self.conn.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.conn.close()
         self.ended.wait(5)
 

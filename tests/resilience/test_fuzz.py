@@ -25,10 +25,10 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 import requests
-from e2e.api import Api, Target, token_of, unique
-from e2e.conftest import make_stack
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from support.api import Api, Target, token_of, unique
+from support.stacks import make_stack
 
 from devstack.stack import Stack
 
@@ -135,7 +135,7 @@ content_types = st.one_of(
             "application/json;;;",
             "application/json; charset=",
         ]
-    ),  # fmt: skip
+    ),
     header_text,
 )
 huge = st.integers(min_value=65_537, max_value=300_000)  # padding alone is over the 64 KiB limit
@@ -209,7 +209,7 @@ def test_start_huge_bodies(s: Sentinels, size: int, content_type: str, chunked: 
             "surprise",
             "",
         ]
-    ),  # fmt: skip
+    ),
     value=json_values,
     drop=st.booleans(),
     content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", "text/json"]),

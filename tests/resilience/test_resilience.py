@@ -15,19 +15,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from e2e.api import Api, Target, token_of, unique
-from e2e.conftest import FAST_WORKER, make_stack
+from support.api import Api, Click, Target, token_of, unique
+from support.relays import DownRelay, SlowRelay
+from support.sink import SinkWatch, inbox_count, inbox_messages
+from support.stacks import FAST_WORKER, make_stack
 
 from devstack.smtpsink import links_in
 from devstack.stack import SmtpSinkProc, Stack, wait_until
-
-from .conftest import FakeRelay, SinkWatch, SlowRelay, inbox_count, inbox_messages
 
 TTL = int(FAST_WORKER["HITL_TASK_TTL"])
 
@@ -92,7 +91,7 @@ def test_workers_killed_at_random_moments_across_50_workflows(tmp_path: Path, me
                 kills.append((time.monotonic(), victim.name, dict(progress)))
                 if not stop.is_set():
                     stack.add_worker()  # the other one keeps running meanwhile
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:  # reported by the test
             errors.append(exc)
 
     killing = threading.Thread(target=killer, daemon=True)
@@ -186,14 +185,6 @@ def quiet_sink(sink: SmtpSinkProc, *, for_seconds: float, timeout: float) -> str
     return wait_until(settled, timeout=timeout, interval=0.2, what="the relay to go quiet")
 
 
-@dataclass
-class Click:
-    workflow_id: str
-    decision: str
-    comment: str
-    token: str
-
-
 def test_server_killed_and_restarted_while_100_wait_and_decisions_arrive(
     tmp_path: Path, measure: Callable[[str], None]
 ) -> None:
@@ -207,7 +198,7 @@ def test_server_killed_and_restarted_while_100_wait_and_decisions_arrive(
         ids = [unique("restart") for _ in range(100)]
         t0 = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
-            assert set(r.status_code for r in pool.map(lambda wf: api.start(api.request_body(wf)), ids)) == {202}
+            assert {r.status_code for r in pool.map(lambda wf: api.start(api.request_body(wf)), ids)} == {202}
         wait_until(lambda: inbox_count(stack.inbox) >= len(ids), timeout=120, interval=0.5, what="100 emails")
         assert stack.sink is not None
         sink = stack.sink
@@ -301,7 +292,7 @@ def test_relay_down_the_email_step_retries_with_backoff_then_sends_once(
 ) -> None:
     bare = make_stack(tmp_path, workers=0)
     api = Api(Target.local(bare))
-    relay = FakeRelay()
+    relay = DownRelay()
     late_sink: SmtpSinkProc | None = None
     worker = bare.add_worker("worker-relay-down", SMTP_PORT=str(relay.port))
     try:
@@ -378,7 +369,7 @@ def test_two_concurrent_sends_slower_than_the_lease_are_each_sent_once(bare: Sta
         keys = [wait_until(lambda wf=wf: relay.key_of(wf), timeout=15, what="the sends to start") for wf in ids]
         wait_until(lambda: all(relay.accepted[k] >= 1 for k in keys), timeout=15, what="the sends to finish")
         time.sleep(2 * TTL)
-        assert {k: relay.started[k] for k in keys} == {k: 1 for k in keys}, (
+        assert {k: relay.started[k] for k in keys} == dict.fromkeys(keys, 1), (
             f"deliveries started per message: {dict(relay.started)}"
         )
     finally:

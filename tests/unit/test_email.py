@@ -8,9 +8,8 @@ import datetime as dt
 import io
 import logging
 import re
-import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from support.ports import refused_port
 
 from devstack import smtpsink
 from hitl.notify.email import Email, EmailError, compose, message_id_for, send
@@ -127,21 +127,21 @@ def test_compose_shows_scalar_details() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "reason"),
     [
-        {"message_id": "bad id"},
-        {"message_id": "a>b"},
-        {"approve_url": "javascript:alert(1)"},
-        {"reject_url": "/relative"},
-        {"deadline_at_iso": "2026-11-23T10:00:00"},
-        {"deadline_at_iso": "tomorrow"},
-        {"now": dt.datetime(2026, 11, 20)},
-        {"approver": "alice@example.com\r\nBcc: eve@example.com"},
-        {"sender": "hitl@example.org\nBcc: eve@example.com"},
+        ({"message_id": "bad id"}, "message_id must match"),
+        ({"message_id": "a>b"}, "message_id must match"),
+        ({"approve_url": "javascript:alert(1)"}, "approve_url must be an absolute"),
+        ({"reject_url": "/relative"}, "reject_url must be an absolute"),
+        ({"deadline_at_iso": "2026-11-23T10:00:00"}, "must carry a timezone"),
+        ({"deadline_at_iso": "tomorrow"}, "Invalid isoformat"),
+        ({"now": dt.datetime(2026, 11, 20)}, "now must be timezone-aware"),
+        ({"approver": "alice@example.com\r\nBcc: eve@example.com"}, "single line"),
+        ({"sender": "hitl@example.org\nBcc: eve@example.com"}, "single line"),
     ],
 )
-def test_compose_rejects_malformed_arguments(overrides: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_compose_rejects_malformed_arguments(overrides: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
         _compose(**overrides)
 
 
@@ -272,14 +272,6 @@ def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    """A port bound but not listening: connecting to it is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
     message = _email()
 
@@ -295,13 +287,25 @@ def test_send_delivers_over_plain_smtp(tmp_path: Path) -> None:
     assert smtpsink.links_in(received) == {"approve": APPROVE, "reject": REJECT}
 
 
+class _WatchedSMTP(SMTP):
+    """aiosmtpd's SMTP session, with an event set when its connection is lost."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.lost.set()
+
+
 def test_send_reuses_an_open_session_and_replaces_one_the_relay_closed(tmp_path: Path) -> None:
     sessions = Sessions()
-    opened: list[SMTP] = []
+    opened: list[_WatchedSMTP] = []
     handler = smtpsink.Inbox(tmp_path, io.StringIO())
 
     def protocol() -> SMTP:
-        opened.append(SMTP(handler, hostname="test-smtp", timeout=0.5))  # closes a session idle 0.5 s
+        opened.append(_WatchedSMTP(handler, hostname="test-smtp", timeout=0.5))  # closes a session idle 0.5 s
         return opened[-1]
 
     async def scenario() -> None:
@@ -312,8 +316,7 @@ def test_send_reuses_an_open_session_and_replaces_one_the_relay_closed(tmp_path:
                 await send(settings, _email(message_id=f"m{i}"), sessions=sessions)
             assert len(opened) == 1
             async with asyncio.timeout(5):  # the relay drops the session once idle 0.5 s
-                while opened[0].transport is not None:  # aiosmtpd clears it when the connection is lost
-                    await asyncio.sleep(0.02)
+                await opened[0].lost.wait()
             await send(settings, _email(message_id="m3"), sessions=sessions)
             assert len(opened) == 2
             sessions.close_all()
@@ -340,12 +343,12 @@ def test_send_international_address_only_where_the_relay_offers_smtputf8(tmp_pat
     assert smtpsink.links_in(received) == {"approve": APPROVE, "reject": REJECT}
 
 
-def test_send_refused_connection_raises_email_error(refused_port: int) -> None:
-    with pytest.raises(EmailError) as raised:
-        _run(lambda: _send(_settings(refused_port), _email(), timeout=5))
+def test_send_refused_connection_raises_email_error() -> None:
+    with refused_port() as port, pytest.raises(EmailError) as raised:
+        _run(lambda: _send(_settings(port), _email(), timeout=5))
     assert isinstance(raised.value.__cause__, ConnectionRefusedError)
     assert not raised.value.permanent
-    assert f"127.0.0.1:{refused_port}" in str(raised.value)
+    assert f"127.0.0.1:{port}" in str(raised.value)
 
 
 def test_send_requires_starttls_when_configured(tmp_path: Path) -> None:

@@ -196,7 +196,7 @@ def test_text_format(setup: Setup) -> None:
 
 
 def test_unknown_format(setup: Setup) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown log format 'xml'"):
         setup("worker", "xml")
 
 

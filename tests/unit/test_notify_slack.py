@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from aiohttp import web
+from support.ports import refused_port
+from support.receivers import Handler, serve
 
-from devstack.stack import free_port
 from hitl.notify.post import post_json
 from hitl.notify.slack import DEFAULT_ALLOWED_HOSTS, escape, post_slack, slack_message
 from hitl.notify.urls import NotifyError, check_url
@@ -20,8 +19,6 @@ from hitl.notify.urls import NotifyError, check_url
 APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
 REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"
 SECRET_PATH = "/services/T000/B000/SECRETSECRET"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _message(**overrides: Any) -> dict[str, Any]:
@@ -45,22 +42,6 @@ def _all_mrkdwn(payload: dict[str, Any]) -> str:
     texts = [b["text"]["text"] for b in _block(payload, "section")]
     texts += [e["text"] for b in _block(payload, "context") for e in b["elements"]]
     return "\n".join(texts)
-
-
-@asynccontextmanager
-async def _server(handler: Handler) -> AsyncIterator[str]:
-    """A real aiohttp server on a free loopback port; yields its base URL."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 # --- slack_message ------------------------------------------------------------
@@ -236,6 +217,18 @@ def test_check_url_http_only_to_listed_loopback() -> None:
 # --- post_slack ---------------------------------------------------------------
 
 
+def _slack_error(handler: Handler) -> NotifyError:
+    """The error ``post_slack`` raises posting to a receiver that answers with ``handler``."""
+
+    async def run() -> NotifyError:
+        async with serve(handler) as base:
+            with pytest.raises(NotifyError) as caught:
+                await post_slack(base + SECRET_PATH, _message(), timeout=5)
+            return caught.value
+
+    return asyncio.run(run())
+
+
 def test_post_slack_sends_the_payload_as_json(caplog: pytest.LogCaptureFixture) -> None:
     received: list[tuple[str, str, Any]] = []
 
@@ -244,7 +237,7 @@ def test_post_slack_sends_the_payload_as_json(caplog: pytest.LogCaptureFixture) 
         return web.Response(text="ok")
 
     async def run() -> None:
-        async with _server(handler) as base:
+        async with serve(handler) as base:
             url = check_url(base + SECRET_PATH + "?q=hush", allowed_hosts=frozenset({"127.0.0.1"}))
             await post_slack(url, _message(), timeout=5)
 
@@ -273,13 +266,7 @@ def test_post_slack_classifies_http_errors(status: int, body: str, permanent: bo
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=status, text=body)
 
-    async def run() -> NotifyError:
-        async with _server(handler) as base:
-            with pytest.raises(NotifyError) as caught:
-                await post_slack(base + SECRET_PATH, _message(), timeout=5)
-            return caught.value
-
-    error = asyncio.run(run())
+    error = _slack_error(handler)
     assert error.permanent is permanent
     assert error.status == status
     assert f"HTTP {status}" in str(error) and "127.0.0.1" in str(error)
@@ -292,20 +279,13 @@ def test_post_error_body_is_shown_only_when_it_looks_like_an_error_code() -> Non
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=400, text=(await request.text())[:200])  # echoes the links
 
-    async def run() -> NotifyError:
-        async with _server(handler) as base:
-            with pytest.raises(NotifyError) as caught:
-                await post_slack(base + SECRET_PATH, _message(), timeout=5)
-            return caught.value
-
-    error = asyncio.run(run())
+    error = _slack_error(handler)
     assert error.permanent and "TOKEN" not in str(error) and "(" not in str(error)
 
 
 def test_post_connection_refused_is_retryable() -> None:
-    url = f"http://127.0.0.1:{free_port()}{SECRET_PATH}"
-    with pytest.raises(NotifyError) as caught:
-        asyncio.run(post_slack(url, _message(), timeout=5))
+    with refused_port() as port, pytest.raises(NotifyError) as caught:
+        asyncio.run(post_slack(f"http://127.0.0.1:{port}{SECRET_PATH}", _message(), timeout=5))
     assert not caught.value.permanent and caught.value.status is None
     assert "SECRET" not in str(caught.value) and caught.value.__cause__ is None
 
@@ -318,7 +298,7 @@ def test_post_timeout_is_retryable() -> None:
             await release.wait()
             return web.Response(text="ok")
 
-        async with _server(handler) as base:
+        async with serve(handler) as base:
             with pytest.raises(NotifyError) as caught:
                 await post_slack(base + SECRET_PATH, _message(), timeout=0.2)
             release.set()
@@ -338,7 +318,7 @@ def test_post_does_not_follow_redirects() -> None:
         raise web.HTTPFound("/internal")
 
     async def run() -> NotifyError:
-        async with _server(handler) as base:
+        async with serve(handler) as base:
             with pytest.raises(NotifyError) as caught:
                 await post_json(base + "/hook", b"{}", timeout=5)
             return caught.value

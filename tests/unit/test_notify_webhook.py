@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from aiohttp import web
+from support.receivers import serve
 
 from hitl.notify.email import message_id_for
 from hitl.notify.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, NotifyError, post_webhook, webhook_event
@@ -20,8 +19,6 @@ APPROVE = "https://unblock.example/unblock?token=APPROVE-TOKEN&x=1"
 REJECT = "https://unblock.example/unblock?token=REJECT-TOKEN"
 SECRET = b"outbound-webhook-secret-0123456789"
 KEY = message_id_for("approvals/wf-1", "alice@example.com")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _event(**overrides: Any) -> dict[str, Any]:
@@ -40,25 +37,6 @@ def _event(**overrides: Any) -> dict[str, Any]:
     return webhook_event(**args)
 
 
-@asynccontextmanager
-async def _server(handler: Handler) -> AsyncIterator[str]:
-    app = web.Application()
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await handler(request)
-
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 class _Capture:
     def __init__(self, status: int = 200) -> None:
         self.status = status
@@ -73,7 +51,7 @@ def _post(event: dict[str, Any], *, secret: bytes | None, status: int = 200) -> 
     capture = _Capture(status)
 
     async def run() -> None:
-        async with _server(capture) as base:
+        async with serve(capture) as base:
             await post_webhook(base + "/hooks/approvals?k=1", event, secret=secret, timeout=5)
 
     asyncio.run(run())
@@ -126,7 +104,7 @@ def test_post_signature_timestamp_comes_from_the_clock() -> None:
     capture = _Capture()
 
     async def run() -> None:
-        async with _server(capture) as base:
+        async with serve(capture) as base:
             await post_webhook(base + "/h", event, secret=SECRET, clock=lambda: 1_700_000_000.7)
 
     asyncio.run(run())
@@ -145,7 +123,7 @@ def test_retries_carry_the_same_idempotency_key_and_body() -> None:
     capture = _Capture()
 
     async def run() -> None:
-        async with _server(capture) as base:
+        async with serve(capture) as base:
             for _ in range(2):
                 await post_webhook(base + "/h", _event(), secret=SECRET)
 

@@ -174,22 +174,22 @@ def test_counterpart() -> None:
 
 
 @pytest.mark.parametrize(
-    "claims",
+    ("claims", "reason"),
     [
-        Claims("", "a@example.com", "approve", 1),
-        Claims("p", "", "approve", 1),
-        Claims("p", "a@example.com", "maybe", 1),  # type: ignore[arg-type]
-        Claims("p", "a@example.com", "approve", 1.5),  # type: ignore[arg-type]
-        Claims("p" * MAX_TOKEN_LENGTH, "a@example.com", "approve", 1),
+        (Claims("", "a@example.com", "approve", 1), "must not be empty"),
+        (Claims("p", "", "approve", 1), "must not be empty"),
+        (Claims("p", "a@example.com", "maybe", 1), "decision must be one of"),  # type: ignore[arg-type]
+        (Claims("p", "a@example.com", "approve", 1.5), "expires_at must be an int"),  # type: ignore[arg-type]
+        (Claims("p" * MAX_TOKEN_LENGTH, "a@example.com", "approve", 1), "too long"),
     ],
 )
-def test_sign_refuses_bad_claims(claims: Claims) -> None:
-    with pytest.raises(ValueError):
+def test_sign_refuses_bad_claims(claims: Claims, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
         sign(KEY, claims)
 
 
 def test_short_keys_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 32 bytes"):
         sign(b"short", CLAIMS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 32 bytes"):
         verify(b"short", sign(KEY, CLAIMS), now=NOW)

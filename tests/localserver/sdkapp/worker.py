@@ -39,7 +39,7 @@ async def wf(ctx: Context, arg: Any) -> dict[str, Any]:
 async def main(url: str, pid: str | None) -> None:
     r = Resonate(url=url, group=GROUP, pid=pid, ttl=timedelta(seconds=3))
     r.register(wf, name="wf")
-    print(f"worker up pid={r._pid}", flush=True)  # noqa: SLF001 - shown for the test logs only
+    print(f"worker up pid={r._pid}", flush=True)
     await asyncio.Event().wait()
 
 

@@ -1,46 +1,17 @@
-"""Statistics, /proc readers and concurrency helpers shared by the benchmark scripts."""
+"""CPU time and memory of local processes, read from ``/proc`` (Linux).
+
+The benchmark (``bench/``) and the load tests (``tests/load``) both charge CPU
+seconds and resident memory to the stack's processes; this is the one reader
+of ``/proc`` they share (here, because tests must not import the benchmark
+nor the benchmark the tests, and both already import ``devstack``).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import math
 import os
-import statistics
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    return s[max(math.ceil(q / 100 * len(s)) - 1, 0)]
-
-
-def summary(values: list[float], unit: str) -> dict[str, Any]:
-    return {
-        "median": statistics.median(values),
-        "p99": pct(values, 99),
-        "min": min(values),
-        "n": len(values),
-        "unit": unit,
-    }
-
-
-async def bounded(n: int, concurrency: int, make: Callable[[int], Awaitable[None]]) -> None:
-    """Run ``make(0) .. make(n-1)`` with at most ``concurrency`` in flight."""
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
-        async with sem:
-            await make(i)
-
-    await asyncio.gather(*(one(i) for i in range(n)))
-
-
-# -- /proc ----------------------------------------------------------------------------------------
 
 
 def proc_stat(pid: int) -> list[str]:
@@ -73,3 +44,20 @@ def rss_kib(pids: list[int]) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (functions-framework forks a gunicorn worker)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                children.setdefault(int(proc_stat(int(d))[1]), []).append(int(d))
+            except (OSError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out

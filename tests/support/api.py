@@ -1,4 +1,9 @@
-"""What a user does, as functions: start, read status, find the email, open a link, decide."""
+"""What a user does, as functions: start, read status, find the email, open a link, decide.
+
+:class:`Api` speaks to a :class:`Target`: the local stack (``devstack.stack``)
+or a deployment. The e2e, browser, load and resilience suites all drive the
+system through it.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +44,21 @@ def claims_of(token: str) -> list[Any]:
     """The (unverified) claims inside a link token: [promise_id, approver, decision, expires_at]."""
     payload = token.split(".")[0]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def tokens_on_page(html: str) -> dict[str, str]:
+    """The tokens of the buttons a decision page offers, by decision (``approve``, ``reject``)."""
+    return {claims_of(v)[2]: v for v in re.findall(r'name="token"\s+value="([^"]+)"', html)}
+
+
+@dataclass(frozen=True)
+class Click:
+    """One press of a decision button, as a test plans it: on which request, which decision, with which token."""
+
+    workflow_id: str
+    decision: str  # "approve" | "reject"
+    comment: str
+    token: str
 
 
 @dataclass(frozen=True)
@@ -177,9 +197,7 @@ class Api:
 
     def page_tokens(self, link: str) -> dict[str, str]:
         """The Approve and Reject tokens the decision page offers."""
-        html = self.open(link).text
-        values = re.findall(r'name="token"\s+value="([^"]+)"', html)
-        return {claims_of(v)[2]: v for v in values}
+        return tokens_on_page(self.open(link).text)
 
     def submit(self, token: str, comment: str = "") -> requests.Response:
         return requests.post(self.unblock_url, data={"token": token, "comment": comment}, timeout=TIMEOUT)
