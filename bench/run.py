@@ -84,6 +84,8 @@ class Config:
     waiting_settle_s: float
     mem_level: int
     cold_runs: int
+    waiters: int
+    waiter_window_s: float
 
 
 FULL = Config(
@@ -91,14 +93,14 @@ FULL = Config(
     few_waiting=100, many_waiting=10_000, waiting_chunks=5, cpu_batches=5, cpu_batch_cycles=400,
     stack_runs=100, settle_s=90, after_burst_s=70,
     tp_runs=4, tp_cycles=200, tp_concurrency=32, waiting_levels=(100, 1000, 10_000), waiting_cycles=20,
-    waiting_settle_s=20, mem_level=10_000, cold_runs=10,
+    waiting_settle_s=20, mem_level=10_000, cold_runs=10, waiters=200, waiter_window_s=15,
 )  # fmt: skip
 QUICK = Config(
     latency_runs=20, throughput_runs=2, throughput_cycles=150, concurrency=32,
     few_waiting=100, many_waiting=600, waiting_chunks=2, cpu_batches=3, cpu_batch_cycles=80,
     stack_runs=15, settle_s=0, after_burst_s=0,
     tp_runs=2, tp_cycles=80, tp_concurrency=32, waiting_levels=(100, 300), waiting_cycles=5,
-    waiting_settle_s=2, mem_level=300, cold_runs=2,
+    waiting_settle_s=2, mem_level=300, cold_runs=2, waiters=30, waiter_window_s=3,
 )  # fmt: skip
 
 
@@ -535,6 +537,26 @@ def table(results: dict[str, Any]) -> str:
                 for proc, prof in (t.get("py_spy") or {}).items():
                     top = ", ".join(f"{f.split(' (')[0]} {share:.0%}" for f, share in prof["self"][:5])
                     lines.append(f"      py-spy {proc} self: {top}")
+    cb = results.get("callers")
+    if cb:
+        lines.append("2b. getting the decision (on_decision: a caller's promise and a webhook; one request at a time)")
+        row("  unblock POST returned -> run settled (the resume, beside)", cb["post_returned_to_settled_ms"])
+        row("  unblock POST returned -> caller's promise settled (pushed)", cb["post_returned_to_caller_promise_ms"])
+        row("  unblock POST returned -> webhook event received", cb["post_returned_to_webhook_ms"])
+        w = cb["waiting"]
+        lines.append(
+            f"  {w['waiters']} callers waiting on pending requests through start, CPU ms/s (server / start function):"
+        )
+        for key, label in (
+            ("idle_cpu_ms_per_s", "nobody waiting"),
+            ("long_poll_cpu_ms_per_s", "long poll (?wait=60, pushed)"),
+            ("polling_1s_cpu_ms_per_s", "polling the status once a second"),
+        ):
+            lines.append(f"    {label:<60} {w[key]['server']:>7.1f} / {w[key]['start']:.1f}")
+        lines.append(
+            f"    server RSS per long-polling waiter {w['server_rss_kib_per_long_poll']:.1f} KiB;"
+            f" {w['long_polls_still_waiting']} of {w['waiters']} still waiting at the end of the window"
+        )
     wt = results.get("waiting")
     if wt:
         lines.append(
@@ -608,7 +630,7 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("server", "latency", "throughput", "waiting", "mem", "cold")
+SECTIONS = ("server", "latency", "throughput", "callers", "waiting", "mem", "cold")
 
 
 def main() -> None:
@@ -669,6 +691,10 @@ def main() -> None:
                 pstats.Stats(str(args.profile_server), stream=sys.stderr).sort_stats("tottime").print_stats(30)
         if not {"latency", "throughput"} <= skip:
             results["stack"] = asyncio.run(section_stack(Path(tmp), cfg, args.durable, skip, args.py_spy))
+        if "callers" not in skip:
+            from bench.callers import section_callers
+
+            results["callers"] = asyncio.run(section_callers(Path(tmp), cfg, progress, args.durable))
         if "waiting" not in skip:
             progress(f"cost of waiting: {', '.join(map(str, cfg.waiting_levels))} requests")
             results["waiting"] = asyncio.run(bench_stack.section_waiting(Path(tmp), cfg, progress, args.durable))
