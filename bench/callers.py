@@ -120,7 +120,7 @@ async def waiting_cost(d: StackDriver, waiters: int, window_s: float, progress: 
     await asyncio.gather(*(park(w) for w in ids))
     await idle(server + start, 30)
     idle_server, idle_start = await cpu_ms_per_s(server, 3), await cpu_ms_per_s(start, 3)
-    rss_before = rss_kib(server[0])
+    rss_before = rss_kib(server)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=waiters + 10)) as http:
 
@@ -132,7 +132,7 @@ async def waiting_cost(d: StackDriver, waiters: int, window_s: float, progress: 
 
         polls = [asyncio.create_task(long_poll(w)) for w in ids]
         await asyncio.sleep(5)  # pacing: every waiter's stream and listener in place
-        rss_waiting = rss_kib(server[0])
+        rss_waiting = rss_kib(server)
         lp_server, lp_start = await asyncio.gather(cpu_ms_per_s(server, window_s), cpu_ms_per_s(start, window_s))
         progress(f"{waiters} long polls: server {lp_server:.1f} ms/s, start {lp_start:.1f} ms/s")
         still_waiting = sum(not p.done() for p in polls)

@@ -1,6 +1,6 @@
 """Benchmark: the local Resonate server and the hitl stack, over real processes and sockets.
 
-    .venv/bin/python bench/run.py [--quick] [--durable] [--skip SECTIONS] [--py-spy DIR] [--out bench-results.json]
+    .venv/bin/python -m bench [--quick] [--durable] [--skip SECTIONS] [--py-spy DIR] [--out bench-results.json]
 
 Every component is its own OS process: the local server (``python -m
 devstack.localserver``), the worker(s), the SMTP sink, ``start`` and ``unblock``
@@ -128,7 +128,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "loadavg_at_end": None,
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "-m", "bench", *sys.argv[1:]]),
     }
 
 

@@ -202,7 +202,7 @@ async def wait(
     """The status as soon as the request ends, or as it stands after ``seconds`` (a long poll).
 
     Nothing is kept between calls; while it waits the server pushes the end to it
-    (:mod:`hitl.client.waiting`), and it reads the request every few seconds in case
+    (:mod:`hitl.client.waiting`), and it reads the request every 10 seconds in case
     a push was lost. ``timeout`` bounds each read, as for every other operation.
     """
     run = await status(client, workflow_id, timeout=timeout)

@@ -34,7 +34,7 @@ from hitl.settings import ResonateSettings
 #: The group waiters' streams join (no worker polls it; each waiter is addressed alone).
 WAITERS_GROUP = "hitl-waiters"
 #: How often a waiter reads the promise itself, in case a push was lost.
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 10.0
 #: Longest life of one stream (a longer wait reopens it, as the worker's does).
 SESSION_SECONDS = 240.0
 #: How long a waiter gives its stream to open before it relies on reads alone.
