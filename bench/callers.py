@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp import web
 from resonate.types import Value
 
-from bench.driving import cpu_ms_per_s
+from bench.driving import cpu_ms_per_s, measured_runs
 from bench.full_stack import StackDriver, driven_stack, email_name, idle, request_body
 from bench.stats import summary
 from devstack.procstats import rss_kib, tree
@@ -91,13 +91,7 @@ async def delivery_latency(d: StackDriver, receiver: Receiver, runs: int, progre
         t_hook = await asyncio.wait_for(hook, 30)
         return (t_run - t1) * 1000, (t_promise - t1) * 1000, (t_hook - t1) * 1000
 
-    for i in range(3):
-        await one(f"warm-cb-{i}-{uuid.uuid4().hex[:8]}")
-    rows = []
-    for i in range(runs):
-        rows.append(await one(f"cb-{uuid.uuid4().hex[:12]}"))
-        if (i + 1) % 25 == 0:
-            progress(f"delivery latency run {i + 1}/{runs}")
+    rows = await measured_runs(one, runs, "delivery", progress)
     run_ms, promise_ms, hook_ms = ([r[i] for r in rows] for i in range(3))
     return {
         "post_returned_to_settled_ms": summary(run_ms, "ms"),

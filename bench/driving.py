@@ -80,3 +80,17 @@ async def settle(pids: list[int], max_s: float, *, window_s: float, below_ms_per
     while quiet < windows and time.perf_counter() - t0 < max_s:
         quiet = quiet + 1 if await cpu_ms_per_s(pids, window_s) < below_ms_per_s else 0
     return time.perf_counter() - t0
+
+
+async def measured_runs[T](
+    one: Callable[[str], Awaitable[T]], runs: int, name: str, progress: Callable[[str], None]
+) -> list[T]:
+    """``one(workflow_id)`` three times to warm up, then ``runs`` times measured; a line every 25."""
+    for i in range(3):
+        await one(f"warm-{name}-{i}-{uuid.uuid4().hex[:8]}")
+    rows = []
+    for i in range(runs):
+        rows.append(await one(f"{name}-{uuid.uuid4().hex[:12]}"))
+        if (i + 1) % 25 == 0:
+            progress(f"{name} run {i + 1}/{runs}")
+    return rows

@@ -48,7 +48,7 @@ from typing import Any
 import aiohttp
 from resonate.resonate import Resonate
 
-from bench.driving import RawServer, cpu_ms_per_s, settle
+from bench.driving import RawServer, cpu_ms_per_s, measured_runs, settle
 from bench.stats import bounded, summary
 from devstack.procstats import cpu_s, rss_kib, tree
 from devstack.stack import FUNCTIONS_FRAMEWORK, PYTHON, ROOT, LocalServerProc, Proc, Stack, free_port, wait_until
@@ -286,13 +286,7 @@ async def section_latency(d: StackDriver, runs: int, progress: Progress) -> dict
 
         return start_ms, email_ms, ms(t0, t1), ms(t1, t2), ms(t1, t3), ms(t0, t3)
 
-    for i in range(3):
-        await one(f"warm-{i}-{uuid.uuid4().hex[:8]}")
-    rows = []
-    for i in range(runs):
-        rows.append(await one(f"lat-{uuid.uuid4().hex[:12]}"))
-        if (i + 1) % 25 == 0:
-            progress(f"latency run {i + 1}/{runs}")
+    rows = await measured_runs(one, runs, "lat", progress)
     cols = [list(c) for c in zip(*rows, strict=True)]
     return {
         "start_post_ms": summary(cols[0], "ms"),

@@ -12,19 +12,41 @@ Imports only Starlette (loaded by functions-framework anyway) and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hitl import logs
+from hitl.operations import Client
+from hitl.settings import ResonateSettings
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 #: Seconds a client is asked to wait after a 503.
 RETRY_AFTER = "5"
+
+
+class HasServer(Protocol):
+    @property
+    def resonate(self) -> ResonateSettings: ...
+
+
+@dataclass(frozen=True)
+class Edge[S: HasServer]:
+    """An HTTP function's handlers: its settings, its client to the Resonate server, its clock."""
+
+    settings: S
+    client: Client
+    clock: Callable[[], float] = time.time
+
+    @property
+    def timeout(self) -> float:
+        """How long a call to the server may take before the function answers 503."""
+        return self.settings.resonate.timeout
 
 
 @dataclass(frozen=True, slots=True)

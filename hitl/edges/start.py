@@ -12,14 +12,13 @@ with ``Retry-After``.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hitl import logs, operations
-from hitl.edges.plumbing import RETRY_AFTER, Router, json_response, read_body
+from hitl.edges.plumbing import RETRY_AFTER, Edge, Router, json_response, read_body
 from hitl.model.request import (
     MAX_BODY_BYTES,
     ApprovalRequest,
@@ -37,15 +36,8 @@ logger = logging.getLogger("hitl.edges.start")
 NOT_FOUND = {"error": "no approval with this workflow_id", "field": "workflow_id"}
 
 
-class Start:
-    """The function's handlers over one client; :meth:`router` is what it serves."""
-
-    def __init__(
-        self, settings: StartSettings, client: operations.Client, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.clock = clock
+class Start(Edge[StartSettings]):
+    """The function's handlers; :meth:`router` is what it serves."""
 
     def router(self) -> Router:
         return Router(
@@ -53,10 +45,6 @@ class Start:
             refuse=lambda status, message, headers: json_response(status, {"error": message}, **headers),
             project=self.settings.project,
         )
-
-    @property
-    def timeout(self) -> float:
-        return self.settings.resonate.timeout
 
     async def _signed_body(self, request: Request) -> bytes | Response:
         """The body, once it is within the size limit and signed (when a secret is set)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from resonate.ids import origin_of
@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, Response
 from hitl import logs, operations
 from hitl.clock import now_ms
 from hitl.edges import pages
-from hitl.edges.plumbing import RETRY_AFTER, Router, client_ip, read_body
+from hitl.edges.plumbing import RETRY_AFTER, Edge, Router, client_ip, read_body
 from hitl.model.policy import MAX_COMMENT_CHARS, clean_comment
 from hitl.model.records import Vote
 from hitl.security import tokens
@@ -54,15 +54,8 @@ def error(status: int, title: str, message: str, headers: Mapping[str, str] | No
     return page(status, pages.error_page(status, title, message), headers)
 
 
-class Unblock:
-    """The function's handlers over one client and signing key; :meth:`router` is what it serves."""
-
-    def __init__(
-        self, settings: UnblockSettings, client: operations.Client, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.clock = clock
+class Unblock(Edge[UnblockSettings]):
+    """The function's handlers (the settings carry the signing key); :meth:`router` is what it serves."""
 
     def router(self) -> Router:
         return Router(
@@ -70,10 +63,6 @@ class Unblock:
             refuse=refused,
             project=self.settings.project,
         )
-
-    @property
-    def timeout(self) -> float:
-        return self.settings.resonate.timeout
 
     def _verify(self, token: str | None) -> tokens.Claims | None:
         if not token:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from support.api import Api, unique
-from support.stacks import make_stack
+from support.stacks import local_stack
 
 from devstack.stack import PYTHON, ROOT, Proc, Stack, wait_until
 
@@ -66,9 +66,7 @@ class Caller:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("caller"))
-    yield s
-    s.stop()
+    yield from local_stack(tmp_path_factory, "caller")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from support.api import unique
 from support.ports import refused_port
-from support.stacks import make_stack
+from support.stacks import local_stack
 
 from devstack.stack import PYTHON, ROOT, Stack, wait_until
 
@@ -21,9 +21,7 @@ CLI_TIMEOUT = 30
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("cli"))
-    yield s
-    s.stop()
+    yield from local_stack(tmp_path_factory, "cli")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 import requests
 from resonate.types import Value
 from support.api import Api, unique
-from support.stacks import make_stack
+from support.stacks import local_stack, make_stack
 
 from devstack.stack import PYTHON, Proc, Stack, wait_until
 from hitl.client.sendonly import send_only
@@ -96,9 +96,7 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("delivery"), env=ENV)
-    yield s
-    s.stop()
+    yield from local_stack(tmp_path_factory, "delivery", env=ENV)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 from support.api import Api, unique
-from support.stacks import make_stack
+from support.stacks import local_stack
 
 from devstack.stack import PYTHON, ROOT, Stack
 
@@ -26,9 +26,7 @@ GATE = ROOT / "examples" / "ci" / "gate.sh"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("waiting"))
-    yield s
-    s.stop()
+    yield from local_stack(tmp_path_factory, "waiting")
 
 
 @pytest.fixture

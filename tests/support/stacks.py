@@ -31,6 +31,15 @@ def make_stack(
     return stack.start(workers=workers)
 
 
+def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> Iterator[Stack]:
+    """A local stack for a module's tests (``kwargs`` go to :func:`make_stack`), stopped when the generator ends."""
+    s = make_stack(tmp_path_factory.mktemp(name), **kwargs)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
 def targets(tmp_path_factory: pytest.TempPathFactory, name: str = "stack", **kwargs: Any) -> Iterator[Target]:
     """Where the tests run: a deployment when ``HITL_START_URL`` is set (see infra/README.md),
     else a local stack (``kwargs`` go to :func:`make_stack`) stopped when the generator ends."""
@@ -38,8 +47,5 @@ def targets(tmp_path_factory: pytest.TempPathFactory, name: str = "stack", **kwa
     if remote is not None:
         yield remote
         return
-    s = make_stack(tmp_path_factory.mktemp(name), **kwargs)
-    try:
+    for s in local_stack(tmp_path_factory, name, **kwargs):
         yield Target.local(s)
-    finally:
-        s.stop()
