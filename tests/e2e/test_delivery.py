@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from resonate.types import Value
 from support.api import Api, unique
 from support.stacks import local_stack, make_stack
 
-from devstack.stack import PYTHON, Proc, Stack, wait_until
+from devstack.stack import PYTHON, ROOT, Proc, Stack, wait_until
 from hitl.client.sendonly import send_only
 from hitl.security import signatures
 from hitl.settings import ResonateSettings
@@ -144,7 +147,7 @@ def settled(api: Api, wf: str, n: int = 1) -> list[dict[str, Any]]:
 
 
 def test_a_webhook_answering_503_twice_gets_the_event_three_times_and_accepts_it_once(
-    api: Api, receiver: Receiver
+    api: Api, receiver: Receiver, stack: Stack
 ) -> None:
     receiver.scripts["/flaky"] = [503, 503]
     body = api.request_body(on_decision=[{"type": "webhook", "url": receiver.url + "/flaky"}])
@@ -165,6 +168,14 @@ def test_a_webhook_answering_503_twice_gets_the_event_three_times_and_accepts_it
     event = receiver.accepted[calls[0].key]
     assert (event["type"], event["workflow_id"], event["result"]) == ("approval.decided", wf, result)
     assert (delivery["state"], delivery["attempts"], delivery["error"]) == ("delivered", 3, None)
+
+    # the operator sees the same through the CLI
+    cli = {**os.environ, "RESONATE_URL": stack.server.url}
+    shown = subprocess.run(
+        [PYTHON, "-m", "hitl.edges.cli", "status", wf], env=cli, capture_output=True, text=True, timeout=30, cwd=ROOT
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^webhook\s+127\.0\.0\.1\s+delivered\s+3\s", shown.stdout, re.M), shown.stdout
 
 
 def test_a_4xx_is_not_retried_and_the_target_fails(api: Api, receiver: Receiver, stack: Stack) -> None:
