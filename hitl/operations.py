@@ -186,8 +186,11 @@ async def status(client: Client, workflow_id: str, *, timeout: float) -> RunStat
     if record is None or "resonate:target" not in record.tags or ":" in record.id:
         return None
     run = RunStatus.of(record)
+    args = record.param.data.get("args") if isinstance(record.param.data, dict) else None
+    if not (args and isinstance(args[0], dict) and args[0].get("on_decision")):
+        return run  # no targets: nothing more to read or parse
     found = _request_in(record)
-    if found is None or not found[1].on_decision:
+    if found is None:
         return run
     req = found[1]
     if run.status == "pending":  # nothing is delivered before the decision

@@ -51,11 +51,14 @@ async def until_settled(
     seconds: float,
     get: Get | None = None,
     recheck: float = RECHECK_SECONDS,
+    listening: asyncio.Event | None = None,
 ) -> PromiseRecord:
     """The promise once it settled, or as it stands after ``seconds``.
 
     ``get`` reads the promise (default ``promises.get``; the edges pass one bounded by
-    their server timeout). Errors of the reads propagate; the stream's are absorbed.
+    their server timeout). ``listening`` is set once the server will push the settle
+    (the listener is registered on an open stream). Errors of the reads propagate; the
+    stream's are absorbed.
     """
     read = get or promises.get
     loop = asyncio.get_running_loop()
@@ -80,6 +83,8 @@ async def until_settled(
                 registered = record
             if registered.state != "pending":  # it settled between the read and the registration
                 return await read(promise_id)
+            if listening is not None:
+                listening.set()
         while (left := ends - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pushed.wait(), min(left, recheck))
