@@ -12,11 +12,15 @@ with the number of waiting workflows: callbacks are kept on both ends
 and deadlines sit in one heap whose stale entries are skipped when popped
 (and swept out when they outnumber the live ones).
 
-Every pending promise times out in the background at its ``timeoutAt``,
-targeted or not, as the real server's timeout loop does (``process_timeouts``
-settles every pending promise past its deadline and unblocks its listeners);
-a request that touches a promise past its deadline times it out first
-(``try_timeout``), so nothing is answered stale in between. Schedules have one
+A pending promise with a ``resonate:target`` times out in the background at
+its ``timeoutAt``, as the real server's timeout loop does; any other promise
+times out lazily, when a request next touches it (``try_timeout``), so nothing
+is answered stale. Source: resonatehq/resonate main at c8d7c7ba (PR #1119,
+"target-gated timeouts", before v0.10.0): ``promise_create`` inserts a
+``promise_timeouts`` row only when the promise has an address, and
+``process_timeouts`` reads that table alone; ``oracle.rs`` arms ``set_p_timeout``
+only ``if addr.is_some()``. Side branches (``experimental-mcp``) and resonate-pg
+still time out every pending promise; neither is the release. Schedules have one
 heap entry each, at their next tick.
 
 Memory per waiting workflow is a benchmark target (issue 5: under 4 KB), so
@@ -288,7 +292,7 @@ class Engine:
         for p in promises:
             p._tags = _flat(self._share_ids(p.id, p.tags))  # noqa: SLF001 - the engine owns its records' storage
             self._index(p)
-            if p.state == "pending":
+            if p.state == "pending" and p.target is not None:
                 self._arm("p", p.id, p.timeout_at)
         for t in tasks:
             self.tasks[t.id] = t
@@ -553,8 +557,8 @@ class Engine:
         p = Promise(id, "pending", param, rules.NO_VALUE, tags, timeout_at, born)
         self._index(p)
         self.dirty_promises.add(id)
-        self._arm("p", id, timeout_at)
-        if target is not None:
+        if target is not None:  # target-gated: an untargeted promise times out when touched
+            self._arm("p", id, timeout_at)
             t = Task(id, "pending", 0)
             self.tasks[id] = t
             delay = rules.parse_i64(tags.get("resonate:delay", ""))

@@ -170,11 +170,11 @@ def test_timeout_of_awaited_promise_resumes_and_unlinks(how: str) -> None:
     c1 = make_child(e, "wf", 1, timeout=500)
     suspend(e, "wf", 1, [c1])
     clear(e)
-    if how == "touched":  # a request past the deadline times it out first
-        out = ok(e, "promise.get", {"id": c1}, T0 + 10_000)
-    else:  # untargeted or not, every pending promise times out in the background
+    if how == "background":  # untargeted: no background timeout (target-gated, c8d7c7ba)
         e.tick(T0 + 10_000)
-        out = ok(e, "promise.get", {"id": c1}, T0 + 10_000)
+        assert e.promises[c1].state == "pending" and e.tasks["wf"].state == "suspended"
+        assert e.outgoing == []
+    out = ok(e, "promise.get", {"id": c1}, T0 + 10_000)  # a request past the deadline times it out first
     assert out["promise"]["state"] == "rejected_timedout" and out["promise"]["settledAt"] == T0 + 500
     assert set(e.promises[c1].awaiters) == set() and set(e.tasks["wf"].awaiting) == set()
     assert e.tasks["wf"].state == "pending"

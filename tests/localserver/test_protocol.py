@@ -731,26 +731,34 @@ def test_no_branch_no_preload(api: Api) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_timeouts_in_the_background(api: Api, server: Any, streams: ServerFactory) -> None:
+def test_timeouts_targeted_in_the_background_others_when_touched(
+    api: Api, server: Any, streams: ServerFactory
+) -> None:
     group = uid("g")
     s = streams.sse(server.url, group, "a")
     address = f"poll://uni@{group}/a"
     deadline = now_ms() + 400
-    untargeted, bg, timer = uid("plain"), uid("bg"), uid("timer")
-    api.create(untargeted, timeout_at=deadline)
+    lazy, bg, timer = uid("lazy"), uid("bg"), uid("timer")
+    mark = uid("m")
+    api.create(lazy, timeout_at=deadline, tags={"mark": mark})
     api.create(bg, timeout_at=deadline, tags=targeted("nobody"))
     api.create(timer, timeout_at=deadline, tags={**targeted("nobody"), "resonate:timer": "true"})
-    for id in (untargeted, bg, timer):
+    for id in (lazy, bg, timer):
         api.listen(id, address)
-    # all of them time out in the background, untouched (process_timeouts takes every pending promise)
+    # the targeted ones time out in the background, untouched
     got = s.wait_unblock(bg)["data"]["promise"]
     assert got["state"] == "rejected_timedout" and got["settledAt"] == deadline and got["value"] == {}
     got = s.wait_unblock(timer)["data"]["promise"]
     assert got["state"] == "resolved" and got["settledAt"] == deadline and got["value"] == {}
-    got = s.wait_unblock(untargeted)["data"]["promise"]
-    assert got["state"] == "rejected_timedout" and got["settledAt"] == deadline and got["value"] == {}
-    assert api.get(untargeted) == got
     assert api.ok("task.get", {"id": bg})["task"]["state"] == "fulfilled"
+    # the untargeted one is still pending (search applies no lazy timeout) and nobody was told
+    found = api.ok("promise.search", {"tags": {"mark": mark}})["promises"]
+    assert [p["state"] for p in found] == ["pending"]
+    assert not s.has_unblock(lazy)
+    # touching it times it out, with full settlement: its listener is told then
+    p = api.get(lazy)
+    assert p["state"] == "rejected_timedout" and p["settledAt"] == deadline and p["value"] == {}
+    assert s.wait_unblock(lazy)["data"]["promise"] == p
 
 
 def test_lazy_timeout_then_settle_returns_timed_out(api: Api) -> None:

@@ -418,19 +418,38 @@ def test_listener_on_a_missing_promise_is_404(api: Api) -> None:
     assert (r.status, r.data) == (404, "Awaited promise not found")
 
 
-def test_listener_fires_when_an_untargeted_promise_times_out_untouched(
+# ---------------------------------------------------------------------------
+# Background timeouts are target-gated. Source: main at c8d7c7ba (PR #1119,
+# "target-gated timeouts", merged before v0.10.0): persistence_sqlite.rs and
+# persistence_postgres.rs promise_create insert a promise_timeouts row only
+# `if address.is_some()`, process_timeouts reads that table alone ("non-task
+# promises are never timed out by the scheduler"); oracle.rs op_promise_create
+# calls set_p_timeout only `if addr.is_some()`. Every request first runs
+# try_timeout on the ids it touches. (The experimental-mcp branch, e.g. merge
+# e5281595, and resonate-pg still time out every pending promise: not the release.)
+# ---------------------------------------------------------------------------
+
+
+def test_an_untargeted_promise_does_not_time_out_untouched_but_on_the_next_touch(
     api: Api, streams: ServerFactory, server: Any
 ) -> None:
-    # process_timeouts (persistence_postgres.rs and _sqlite.rs @e528159) times out every pending
-    # promise past its timeoutAt, targeted or not, and unblocks its listeners.
     group = uid("g")
     s = streams.sse(server.url, group, "a")
-    id = uid("l")
+    lazy, targeted_id = uid("l"), uid("t")
     deadline = now_ms() + 300
-    api.create(id, timeout_at=deadline)
-    api.listen(id, f"poll://uni@{group}/a")
-    got = s.wait_unblock(id)["data"]["promise"]
+    api.create(lazy, timeout_at=deadline)
+    api.create(targeted_id, timeout_at=deadline, tags={"resonate:target": f"poll://any@{uid('nobody')}"})
+    for id in (lazy, targeted_id):
+        api.listen(id, f"poll://uni@{group}/a")
+    # the targeted one is timed out by the scheduler; its unblock is the proof that time passed
+    got = s.wait_unblock(targeted_id)["data"]["promise"]
     assert (got["state"], got["settledAt"]) == ("rejected_timedout", deadline)
+    s.wait_unblock(api.probe(f"poll://uni@{group}/a"))
+    assert not s.has_unblock(lazy)
+    # the next request naming it times it out first (try_timeout), and its listener is told
+    touched = api.get(lazy)
+    assert (touched["state"], touched["settledAt"]) == ("rejected_timedout", deadline)
+    assert s.wait_unblock(lazy)["data"]["promise"] == touched
 
 
 # ---------------------------------------------------------------------------
