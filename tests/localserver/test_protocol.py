@@ -731,9 +731,7 @@ def test_no_branch_no_preload(api: Api) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_timeouts_targeted_in_the_background_others_when_touched(
-    api: Api, server: Any, streams: ServerFactory
-) -> None:
+def test_timeouts_targeted_in_the_background_others_when_touched(api: Api, server: Any, streams: ServerFactory) -> None:
     group = uid("g")
     s = streams.sse(server.url, group, "a")
     address = f"poll://uni@{group}/a"
