@@ -6,11 +6,12 @@
       2. round 0: schedule its deadline and reminders as deferred runs; ask each
          approver once per channel (a durable step each)
       3. wait until the votes decide (:func:`hitl.model.policy.tally`: k of n, veto, a
-         cancel, the deadline); on expiry apply ``on_expiry``: expire, a default
-         decision, or escalate to round 1 and wait again
-      4. close the votes still open (their links then show the outcome), start the
-         delivery of the decision to each ``on_decision`` target (:mod:`hitl.delivery`),
-         return
+         cancel, the deadline), and record how the round ended in a durable step; on
+         expiry apply ``on_expiry``: expire, a default decision, or escalate to round 1
+         and wait again
+      4. close the votes still open (their links then show the outcome); once every
+         vote is settled, compute the result, start its delivery to each
+         ``on_decision`` target (:mod:`hitl.delivery`), and return it
 
 Waiting holds nothing: the run suspends on its open votes and the server
 resumes it when one settles. Approvers settle their votes through ``unblock``;
@@ -25,6 +26,21 @@ due: a steady load for every waiting request. A run created with
 ``resonate:delay`` (see :mod:`hitl.client.runs`) is held by the server, costing
 nothing, until its time; then it settles the round's open votes as expired.
 
+One request, one result. A run is executed again on every resume and after
+every crash, and votes keep arriving while it runs, so two executions can read
+different votes. Three rules make every execution agree with the first that
+decided: how a round ended (decision, ``by``, ``decided_at``, which votes it
+counted, which were still open) is the result of a durable step, read back by
+every later execution; the result is computed only from settled votes, which
+never change again, after the run has closed the open ones (an execution that
+read a vote open suspends instead, and the next one reads it settled, so the run
+never returns while a promise it awaits is open); and a vote recorded after its
+round ended is in the audit, marked ``late``, in every copy alike. So what a
+caller is delivered is the stored result, byte for byte. A vote promise that
+holds anything but a vote for its approver (:class:`~hitl.model.records.Invalid`)
+decides nothing; if no vote is left open, the round waits for its deadline on a
+durable timer.
+
 Time is fixed at start: the run's own timeout is the sum of the rounds plus
 :data:`RUN_MARGIN`, and every replay derives each round's deadline from it.
 The SDK caps every child at one day unless told otherwise, so every promise
@@ -37,6 +53,7 @@ here names its timeout.
 # name finds the one built at registration. No ``from __future__ import annotations``
 # either: string annotations would be evaluated in each wrapping.
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -52,16 +69,29 @@ from hitl import delivery
 from hitl.client import runs
 from hitl.clock import now_ms
 from hitl.model import policy
-from hitl.model.policy import RUN_MARGIN, WORKFLOW, RoundExpired
-from hitl.model.records import Closed, Decision, Expired, RecordError, Result, Vote, VoteState, vote_state
+from hitl.model.policy import RUN_MARGIN, WORKFLOW
+from hitl.model.records import (
+    Canceled,
+    Closed,
+    Decision,
+    Expired,
+    Invalid,
+    Result,
+    RoundEnd,
+    VoteState,
+    vote_state,
+)
 from hitl.model.request import ApprovalRequest
 from hitl.notify.dispatcher import Notifier
+
+logger = logging.getLogger("hitl.approval")
 
 EXPIRY = "approval_expiry"
 REMINDER = "approval_reminder"
 
 #: The registered names of the steps.
 SCHEDULE_ROUND = "approval.schedule_round"
+ROUND_END = "approval.round_end"
 NOTIFY = "approval.notify"
 CLOSE = "approval.close"
 EXPIRE = "approval.expire"
@@ -76,16 +106,29 @@ def started_at(run_timeout_at_ms: int, lay: policy.Layout) -> int:
     return run_timeout_at_ms - 1000 * lay.total_seconds - int(RUN_MARGIN.total_seconds() * 1000)
 
 
-async def _peek(future: ResonateFuture[Any]) -> tuple[bool, VoteState]:
-    """``(settled, state)`` of a vote: ``(False, None)`` while open (the run will suspend on it)."""
+async def _settled(future: ResonateFuture[Any]) -> tuple[bool, object]:
+    """``(True, value)`` of a settled vote promise, ``(False, None)`` while it is open.
+
+    Every vote promise still open when this execution created it is awaited by
+    the run (the SDK registers it at creation), whether this reads it or not.
+    A rejected promise (hitl never rejects a vote) reads as :data:`REJECTED`.
+    """
     try:
-        return True, vote_state(await future)
+        return True, await future
     except Suspended:
         return False, None
-    except RecordError:
-        raise
-    except Exception:  # a promise that timed out: treat as expired
-        return True, Expired(0)
+    except Exception:  # rejected or timed out: not a value anyone may decide with
+        return True, REJECTED
+
+
+#: What a rejected vote promise reads as (never a vote).
+REJECTED = object()
+
+
+def _state(value: object, approver: str) -> VoteState:
+    if value is REJECTED:
+        return Invalid("the promise was rejected, not resolved with a vote")
+    return vote_state(value, approver)
 
 
 async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -95,37 +138,65 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     start = started_at(timeout_at, lay)
     remaining = timedelta(milliseconds=max(timeout_at - now_ms(), 1))
 
-    votes = [[ctx.options(timeout=remaining).promise() for _ in rnd.vote_ids] for rnd in lay.rounds]
-    futures = [v for vs in votes for v in vs]
-    created = [await f.id() for f in futures]
+    votes = [ctx.options(timeout=remaining).promise() for _ in lay.ids()]
+    created = [await v.id() for v in votes]
     assert created == lay.ids(), f"promise layout drifted: {created} != {lay.ids()}"
+    read = dict(zip(created, [await _settled(v) for v in votes], strict=True))
+    open_now = [id for id, (settled, _) in read.items() if not settled]
+    approver_of = {id: a for r in lay.rounds for a, id in zip(r.approvers, r.vote_ids, strict=True)}
+    states = {id: _state(value, approver_of[id]) if settled else None for id, (settled, value) in read.items()}
 
     final: Decision | None = None
+    ends: list[RoundEnd] = []
     for rnd in lay.rounds:
         ends_at = lay.ends_at(start, rnd.index)
         await ctx.run(SCHEDULE_ROUND, req, rnd.index, ends_at, timeout_at)
         await _ask(ctx, req, rnd, ends_at, reminder=None)
-
-        ended = policy.tally(rnd, [(await _peek(v))[1] for v in votes[rnd.index]])
-        if ended is None:
-            raise Suspended  # the run suspends on every open vote; any settle resumes it
-        if isinstance(ended, RoundExpired):
-            final = policy.at_deadline(req, rnd, ends_at)
-            if final is None:  # escalated: the next round asks others
-                continue
-        else:
-            final = ended
-        break
+        end = await _round_end(ctx, req, rnd, ends_at, states, open_now)
+        ends.append(end)
+        final = end.decision if end.decision is not None else policy.at_deadline(req, rnd, ends_at)
+        if final is not None:
+            break  # else escalated: the next round asks others
     assert final is not None
 
-    peeked = [await _peek(f) for f in futures]
-    result = Result(final, policy.audit([state for _, state in peeked]))
-    still_open = [id for id, (settled, _) in zip(created, peeked, strict=True) if not settled]
-    if still_open:
-        await ctx.run(CLOSE, still_open, final.to_json())
+    if ends[-1].open:
+        await ctx.run(CLOSE, list(ends[-1].open), final.to_json())
+        if open_now:  # closed now, but this execution read them open: read them again, settled
+            raise Suspended  # (the server answers at once: they are settled, so the run goes on)
+    counted = {id for end in ends for id in end.counted}
+    result = Result(final, policy.audit(lay, states, counted))
     if req.on_decision:  # the decision is final: deliver it to whoever asked (hitl.delivery)
         await ctx.run(delivery.DISPATCH, req.workflow_id, [t.to_json() for t in req.on_decision], result.to_json())
     return result.to_json()
+
+
+async def _round_end(
+    ctx: Context,
+    req: ApprovalRequest,
+    rnd: policy.Round,
+    ends_at: int,
+    states: dict[str, VoteState],
+    open_now: list[str],
+) -> RoundEnd:
+    """How ``rnd`` ended, the same in every execution (or suspend until it has).
+
+    The first execution that sees the round end records how, in a durable step
+    (:func:`round_end`); every later one reads that record back, whatever votes
+    were recorded in between: a decision, once made, never changes.
+    """
+    ended = policy.tally(rnd, [states[id] for id in rnd.vote_ids])
+    if ended is None:
+        if any(states[id] is None for id in rnd.vote_ids):
+            raise Suspended  # the run suspends on every open vote; any settle resumes it
+        # Every vote is settled and none decides (their promises hold values that are not
+        # votes): only the deadline can end the round, and no vote is left to carry it.
+        await ctx.sleep(timedelta(milliseconds=max(ends_at - now_ms(), 0)))
+        ended = policy.RoundExpired()
+    invalid = [(id, s.reason) for id in rnd.vote_ids if isinstance(s := states[id], Invalid)]
+    counted = [id for id in rnd.vote_ids if states[id] is not None]
+    decision = None if isinstance(ended, policy.RoundExpired) else ended
+    frozen = RoundEnd(decision, tuple(counted), tuple(open_now))
+    return RoundEnd.from_json(await ctx.run(ROUND_END, req.workflow_id, rnd.index, frozen.to_json(), invalid))
 
 
 async def _ask(ctx: Context, req: ApprovalRequest, rnd: policy.Round, ends_at: int, *, reminder: int | None) -> None:
@@ -178,6 +249,21 @@ async def notify(
     )
 
 
+async def round_end(
+    ctx: Context, workflow_id: str, index: int, end: dict[str, Any], invalid: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Record how round ``index`` ended (the step's result is what every execution reads).
+
+    Logs, once, each vote promise of the round that holds something other than a vote.
+    """
+    for vote_id, reason in invalid:
+        logger.error(
+            "a vote promise holds a value that is not a vote: it decides nothing",
+            extra={"fields": {"workflow_id": workflow_id, "promise_id": vote_id, "round": index, "error": reason}},
+        )
+    return end
+
+
 async def close(ctx: Context, ids: Sequence[str], final: dict[str, Any]) -> None:
     """Settle every promise of the request still open, so its links show the outcome."""
     promises = ctx.get_dependency(Promises)
@@ -195,11 +281,11 @@ async def expire(ctx: Context, vote_ids: list[str]) -> None:
 
 
 async def open_votes(ctx: Context, vote_ids: list[str]) -> list[str] | None:
-    """The votes still open, or ``None`` once the round has ended."""
+    """The votes still open, or ``None`` once the round has ended (expired, canceled or closed)."""
     promises = ctx.get_dependency(Promises)
     records = [await promises.get(id) for id in vote_ids]
-    if any(not isinstance(vote_state(r.value.data), Vote) for r in records if r.state != "pending"):
-        return None  # expired, canceled or closed
+    if any(isinstance(vote_state(r.value.data), Expired | Canceled | Closed) for r in records if r.state != "pending"):
+        return None
     return [r.id for r in records if r.state == "pending"]
 
 
@@ -236,6 +322,7 @@ def register(resonate: Resonate) -> None:
     resonate.register(approval_reminder, name=REMINDER)
     resonate.register(schedule_round, name=SCHEDULE_ROUND)
     resonate.register(notify, name=NOTIFY)
+    resonate.register(round_end, name=ROUND_END)
     resonate.register(close, name=CLOSE)
     resonate.register(expire, name=EXPIRE)
     resonate.register(open_votes, name=OPEN_VOTES)

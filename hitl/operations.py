@@ -29,6 +29,7 @@ from hitl.model.records import (
     Delivery,
     DeliveryState,
     Expired,
+    Invalid,
     RecordError,
     Result,
     Vote,
@@ -112,6 +113,12 @@ class Approval:
         return self.vote if isinstance(self.vote, Vote) else None
 
     @property
+    def unusable(self) -> bool:
+        """Whether this approver's vote promise holds something other than a vote (nobody
+        may vote with it any more: see :class:`~hitl.model.records.Invalid`)."""
+        return isinstance(self.vote, Invalid)
+
+    @property
     def canceled(self) -> Decision | None:
         return self.vote.as_decision() if isinstance(self.vote, Canceled) else None
 
@@ -174,10 +181,15 @@ async def start(client: Client, group: str, req: ApprovalRequest, *, timeout: fl
         ),
         timeout,
     )
+    _same_request(record, payload)
+    return RunStatus.of(record)
+
+
+def _same_request(record: PromiseRecord, payload: dict[str, Any]) -> None:
+    """Raise :class:`IdConflict` unless the run ``record`` was started with the request ``payload``."""
     stored = record.param.data if isinstance(record.param.data, dict) else {}
     if stored.get("func") != policy.WORKFLOW or list(stored.get("args") or [])[:1] != [payload]:
-        raise IdConflict(id)
-    return RunStatus.of(record)
+        raise IdConflict(record.id)
 
 
 async def status(client: Client, workflow_id: str, *, timeout: float) -> RunStatus | None:
@@ -262,28 +274,30 @@ def _request_in(root: PromiseRecord) -> tuple[PromiseRecord, ApprovalRequest] | 
         return None
 
 
-async def _states(client: Client, ids: tuple[str, ...], timeout: float) -> list[VoteState]:
-    records = await asyncio.gather(*(_get(client, id, timeout) for id in ids))
-    return [None if r is None else _state_of(r) for r in records]
+async def _states(client: Client, rnd: policy.Round, timeout: float) -> list[VoteState]:
+    records = await asyncio.gather(*(_get(client, id, timeout) for id in rnd.vote_ids))
+    return [_state_of(r, a) for r, a in zip(records, rnd.approvers, strict=True)]
 
 
-def _state_of(record: PromiseRecord) -> VoteState:
-    try:
-        return vote_state(record.value.data) if record.state != "pending" else None
-    except RecordError:
-        return None  # not a value hitl writes: counts as no vote
+def _state_of(record: PromiseRecord | None, approver: str) -> VoteState:
+    """What ``approver``'s vote promise holds, read as the run reads it (strictly)."""
+    if record is None or record.state == "pending":
+        return None
+    if record.state != "resolved":
+        return Invalid(f"the promise was {record.state}, not resolved with a vote")
+    return vote_state(record.value.data, approver)
 
 
 async def round_states(client: Client, rnd: policy.Round, *, timeout: float) -> list[VoteState]:
     """The states of ``rnd``'s votes, in its approvers' order."""
-    return await _states(client, rnd.vote_ids, timeout)
+    return await _states(client, rnd, timeout)
 
 
 async def active_round(client: Client, req: ApprovalRequest, *, timeout: float) -> policy.Round:
     """The round asking now: the first, or the next once a round's deadline passed (escalation)."""
     lay = policy.layout(req)
     for rnd in lay.rounds[:-1]:
-        if not any(isinstance(s, Expired) for s in await _states(client, rnd.vote_ids, timeout)):
+        if not any(isinstance(s, Expired) for s in await _states(client, rnd, timeout)):
             return rnd
     return lay.rounds[-1]
 
@@ -298,16 +312,11 @@ async def read(client: Client, vote_id: str, *, timeout: float) -> Approval | No
     if rnd is None:
         return None
     records = await asyncio.gather(*(_get(client, id, timeout) for id in rnd.vote_ids))
-    mine = records[rnd.vote_ids.index(vote_id)]
-    if mine is None:  # the run has not created its votes yet
+    mine = rnd.vote_ids.index(vote_id)
+    if records[mine] is None:  # the run has not created its votes yet
         return None
-    return Approval(
-        request=req,
-        round=rnd,
-        vote=_state_of(mine),
-        result=RunStatus.of(root).result,
-        votes=tuple(None if r is None else _state_of(r) for r in records),
-    )
+    votes = tuple(_state_of(r, a) for r, a in zip(records, rnd.approvers, strict=True))
+    return Approval(request=req, round=rnd, vote=votes[mine], result=RunStatus.of(root).result, votes=votes)
 
 
 DecideOutcome = Literal["recorded", "already", "closed", "unknown"]
@@ -334,7 +343,7 @@ async def decide(client: Client, vote_id: str, vote: Vote, *, timeout: float) ->
     rnd = policy.layout(req).round_of(vote_id)
     if rnd is None:
         return "unknown", None
-    state = _state_of(record)
+    state = _state_of(record, rnd.approvers[rnd.vote_ids.index(vote_id)])
     approval = Approval(req, rnd, state, RunStatus.of(root).result)
     if state == vote:
         return "recorded", approval
@@ -359,7 +368,7 @@ async def cancel(
             for id in policy.layout(req).ids()
         )
     )
-    canceled = any(_state_of(r) == marker for r in records)
+    canceled = any(vote_state(r.value.data) == marker for r in records if r.state == "resolved")
     return canceled, RunStatus(workflow_id, "pending")
 
 
@@ -378,5 +387,5 @@ async def pending(
             continue
         req = found[1]
         active = await active_round(client, req, timeout=timeout)
-        out.append((req, active.index, policy.progress(active, await _states(client, active.vote_ids, timeout))))
+        out.append((req, active.index, policy.progress(active, await _states(client, active, timeout))))
     return out

@@ -14,6 +14,18 @@ from devstack.stack import LocalServerProc
 pytest_plugins = ["support.measurements"]
 
 
+@pytest.fixture(autouse=True)
+def no_workflow_returns_with_open_promises() -> Iterator[None]:
+    """Fails a test after which a worker of a stack it used logged that a workflow returned
+    while promises it awaits were open (support.stacks.RETURNED_WITH_OPEN_PROMISES)."""
+    from support.stacks import worker_log_sizes, workers_complained
+
+    since = worker_log_sizes()
+    yield
+    complaints = workers_complained(since)
+    assert not complaints, "a workflow returned with awaited promises open:\n" + "\n".join(complaints[:5])
+
+
 @pytest.fixture
 def localserver(tmp_path: Path) -> Iterator[LocalServerProc]:
     """An in-memory local Resonate server on a free port, as its own process."""

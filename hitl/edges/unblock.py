@@ -41,6 +41,11 @@ UNAVAILABLE = (
     "The approval service is briefly unavailable, so your decision may not have been recorded. "
     "Open the link again in a moment: it shows whether it was.",
 )
+UNUSABLE = (
+    409,
+    "This vote is closed",
+    "Your vote on this request can no longer be cast from this link. Ask the requester if you think this is wrong.",
+)
 CANCELED = (410, "This request was canceled", "The requester canceled it; there is nothing left to decide.")
 
 
@@ -165,6 +170,8 @@ def ended_page(found: operations.Approval, *, refused: bool = False) -> HTMLResp
         return error(*CANCELED)
     if found.closed is not None:
         return page(409, pages.conflict_page(found.closed, subject=subject, refused=refused))
+    if found.unusable:
+        return error(*UNUSABLE)
     return None
 
 

@@ -13,17 +13,18 @@ alone: an approver's click settles theirs with a decision; the deadline
 settles the round's open votes as expired; a cancel settles every open vote
 as canceled; the run itself closes what is left when it ends. :func:`tally`
 reads the events in the order they happened; the first that decides wins.
+A value that is not a vote (:class:`~hitl.model.records.Invalid`) is no event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from hitl.clock import iso
-from hitl.model.records import AuditEntry, Canceled, Decision, Expired, Vote, VoteState
+from hitl.model.records import AuditEntry, Canceled, Decision, Expired, Invalid, Vote, VoteState
 from hitl.model.request import ApprovalRequest
 
 #: The registered name of the approval workflow.
@@ -189,15 +190,30 @@ class Progress:
 
 
 def progress(rnd: Round, states: Sequence[VoteState]) -> Progress:
+    """Who decided what in ``rnd``, and who still can (an approver whose vote promise holds
+    something else, an :class:`Invalid` value, can no longer vote and is not waited for)."""
     cast = {s.by: s.decision for s in states if isinstance(s, Vote)}
     return Progress(
         rnd.required,
         sum(1 for d in cast.values() if d == "approved"),
         sum(1 for d in cast.values() if d == "rejected"),
-        tuple(a for a in rnd.approvers if a not in cast),
+        tuple(a for a, s in zip(rnd.approvers, states, strict=False) if s is None and a not in cast),
     )
 
 
-def audit(states: Sequence[VoteState]) -> tuple[AuditEntry, ...]:
-    """Every vote cast, in order: who, what, when, the comment, and where from."""
-    return tuple(v.audit() for v in sorted((s for s in states if isinstance(s, Vote)), key=lambda v: v.at_ms))
+def audit(lay: Layout, states: Mapping[str, VoteState], counted: Collection[str]) -> tuple[AuditEntry, ...]:
+    """Every vote cast, in order (who, what, when, the comment, where from), then every
+    vote promise that holds something else (``invalid``).
+
+    A vote whose id is not in ``counted`` (the votes its round had when it ended)
+    came too late to count: it is shown ``late``. Pure, from settled values only:
+    every execution of a run that ended computes the same trail.
+    """
+    approver_of = {vote_id: a for r in lay.rounds for a, vote_id in zip(r.approvers, r.vote_ids, strict=True)}
+    cast = sorted(
+        ((vote_id, s) for vote_id, s in states.items() if isinstance(s, Vote)), key=lambda x: (x[1].at_ms, x[0])
+    )
+    invalid = [
+        AuditEntry.invalid(approver_of[i], s.reason) for i in lay.ids() if isinstance(s := states.get(i), Invalid)
+    ]
+    return (*(v.audit(late=vote_id not in counted) for vote_id, v in cast), *invalid)

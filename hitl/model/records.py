@@ -14,6 +14,11 @@ A request ends with a :class:`Decision` whose ``decision`` is one of
 other spelling. :func:`vote_state` is the one reader of a stored vote value;
 each record's ``to_json`` is its one writer. Pure: times are given in
 milliseconds since the epoch (``at``) and shown as ISO-8601 UTC (``decided_at``).
+
+A vote promise can be settled by anyone holding the server's token, so its
+value is read strictly: it counts only as one of the shapes above, written for
+that vote's own approver; anything else is :class:`Invalid`, which decides
+nothing (the audit shows it, and the run logs it).
 """
 
 from __future__ import annotations
@@ -71,29 +76,55 @@ class Decision:
         return cls("expired", None, "", iso(at_ms))
 
 
+#: How an audit entry reads: a vote cast, or a value in a vote promise that is not one.
+Entry = Literal["approved", "rejected", "invalid"]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One vote as the result's audit trail shows it: who, what, when, the comment, where from."""
+    """One vote as the result's audit trail shows it: who, what, when, the comment, where from.
 
-    decision: Choice
+    ``late``: the vote was recorded after its round had already ended (the run
+    had frozen how it ended), so it decided nothing; it is shown, the same in
+    every copy of the result. ``decision == "invalid"``: the approver's vote
+    promise holds a value that is not a vote (``error`` says why); it decided nothing.
+    """
+
+    decision: Entry
     by: str
     comment: str
-    decided_at: str
+    #: ISO-8601 UTC; ``None`` for an invalid entry (no time can be trusted).
+    decided_at: str | None
     ip: str
     user_agent: str
+    late: bool = False
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "decision": self.decision, "by": self.by, "comment": self.comment, "decided_at": self.decided_at,
             "ip": self.ip, "user_agent": self.user_agent,
         }  # fmt: skip
+        if self.late:  # absent when false: an entry reads as it did before late votes were told apart
+            out["late"] = True
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AuditEntry:
+        entry = value.get("decision")
+        if entry not in ("approved", "rejected", "invalid"):
+            raise RecordError(f"not an audit entry: {entry!r}")
         return cls(
-            _choice(value.get("decision")), _text(value.get("by")), _text(value.get("comment")),
-            _text(value.get("decided_at")), _text(value.get("ip")), _text(value.get("user_agent")),
+            entry, _text(value.get("by")), _text(value.get("comment")), _text_or_none(value.get("decided_at")),
+            _text(value.get("ip")), _text(value.get("user_agent")), value.get("late") is True,
+            _text_or_none(value.get("error")),
         )  # fmt: skip
+
+    @classmethod
+    def invalid(cls, approver: str, reason: str) -> AuditEntry:
+        return cls("invalid", approver, "", None, "", "", error=reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +155,8 @@ class Vote:
     def as_decision(self) -> Decision:
         return Decision(self.decision, self.by, self.comment, self.decided_at)
 
-    def audit(self) -> AuditEntry:
-        return AuditEntry(self.decision, self.by, self.comment, self.decided_at, self.ip, self.user_agent)
+    def audit(self, *, late: bool = False) -> AuditEntry:
+        return AuditEntry(self.decision, self.by, self.comment, self.decided_at, self.ip, self.user_agent, late)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -169,30 +200,123 @@ class Closed:
         return {"closed": True, **self.outcome.to_json()}
 
 
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A settled vote promise whose value is not a vote for its approver, nor a marker hitl
+    writes (someone else settled it: only a holder of the server's token can). It decides
+    nothing, and that approver can no longer vote."""
+
+    reason: str
+
+
 #: A settled vote promise; ``None`` for one still open (or not yet created).
-VoteState = Vote | Expired | Canceled | Closed | None
+VoteState = Vote | Expired | Canceled | Closed | Invalid | None
+
+_VOTE_KEYS = frozenset({"decision", "by", "comment", "decided_at", "at", "ip", "user_agent", "click"})
+_CANCELED_KEYS = frozenset({"decision", "by", "comment", "decided_at", "at"})
+_CLOSED_KEYS = frozenset({"closed", "decision", "by", "comment", "decided_at"})
+_EXPIRED_KEYS = frozenset({"expired", "at"})
 
 
-def vote_state(value: object) -> VoteState:
-    """The record a vote promise's value holds (``None``: it holds none, the vote is open).
+def vote_state(value: object, approver: str | None = None) -> VoteState:
+    """The record a resolved vote promise holds (``None``: it holds none, the vote is open).
 
-    Raises :class:`RecordError` for a value no hitl component writes.
+    Strict: a value counts only in exactly the shape its writer gives it, and a
+    vote only when cast for ``approver`` (the approver whose promise it is; the
+    edges that read one vote pass it, the tests of shapes may not). Anything
+    else is :class:`Invalid`, never an error: a value nobody should have written
+    must not stop the run that reads it.
     """
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise RecordError(f"not a vote record: {type(value).__name__}")
-    if value.get("closed"):
-        return Closed(Decision.from_json(value))
-    if value.get("expired"):
-        return Expired(_int(value.get("at")))
+        return Invalid(f"not a vote record: {type(value).__name__}")
+    keys = frozenset(value)
+    if value.get("closed") is True:
+        if keys != _CLOSED_KEYS or not _texts(value, "by", "comment", "decided_at", optional=("by", "decided_at")):
+            return Invalid("a malformed close marker")
+        try:
+            return Closed(Decision.from_json(value))
+        except RecordError as exc:
+            return Invalid(str(exc))
+    if value.get("expired") is True:
+        at = value.get("at")
+        if keys != _EXPIRED_KEYS or not _whole(at, minimum=0):
+            return Invalid("a malformed expiry marker")
+        return Expired(_int(at))
     decision = value.get("decision")
     if decision == "canceled":
+        if (
+            not keys <= _CANCELED_KEYS
+            or not isinstance(value.get("by"), str)
+            or not _texts(value, "comment", "decided_at")
+            or not _whole(value.get("at"), minimum=0)
+        ):
+            return Invalid("a malformed cancel marker")
         return Canceled(_text(value.get("by")), _text(value.get("comment")), _int(value.get("at")))
-    return Vote(
-        _choice(decision), _text(value.get("by")), _text(value.get("comment")), _int(value.get("at")),
+    if decision not in CHOICES:
+        return Invalid(f"not a vote: {str(decision)[:40]!r}")
+    if not keys <= _VOTE_KEYS:
+        return Invalid(f"not a vote: unexpected fields {', '.join(sorted(map(str, keys - _VOTE_KEYS)))[:80]}")
+    at = value.get("at")
+    if (
+        not _whole(at, minimum=1)
+        or not value.get("by")
+        or not _texts(value, "by", "comment", "decided_at", "ip", "user_agent", "click")
+    ):
+        return Invalid("not a vote: missing or mistyped fields")
+    vote = Vote(
+        _choice(decision), _text(value.get("by")), _text(value.get("comment")), _int(at),
         _text(value.get("ip")), _text(value.get("user_agent")), _text(value.get("click")),
     )  # fmt: skip
+    if "decided_at" in value and value["decided_at"] != vote.decided_at:
+        return Invalid("not a vote: its time and its decided_at differ")
+    if approver is not None and vote.by != approver:
+        return Invalid("a vote cast for someone else")
+    return vote
+
+
+def _texts(value: Mapping[str, Any], *names: str, optional: tuple[str, ...] = ()) -> bool:
+    """Whether each of ``names`` present in ``value`` is a string (``optional`` ones may be null)."""
+    return all(isinstance(value[n], str) or (n in optional and value[n] is None) for n in names if n in value)
+
+
+def _whole(value: object, *, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+@dataclass(frozen=True, slots=True)
+class RoundEnd:
+    """How a round ended, as the run first saw it, kept by a durable step so that every
+    later execution of the run decides the same, whatever votes arrive after it.
+
+    ``decision`` is ``None`` when the round's deadline came first (``on_expiry``
+    then applies). ``counted``: the round's votes settled when it ended (a vote
+    recorded later is shown ``late``). ``open``: the request's votes still open
+    then, which the run closes with the outcome.
+    """
+
+    decision: Decision | None
+    counted: tuple[str, ...] = ()
+    open: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": None if self.decision is None else self.decision.to_json(),
+            "counted": list(self.counted),
+            "open": list(self.open),
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> RoundEnd:
+        if not isinstance(value, Mapping) or not isinstance(value.get("counted"), list):
+            raise RecordError(f"not a round's end: {value!r}")
+        decision = value.get("decision")
+        return cls(
+            None if decision is None else Decision.from_json(decision),
+            tuple(str(i) for i in value["counted"]),
+            tuple(str(i) for i in value.get("open") or ()),
+        )
 
 
 @dataclass(frozen=True, slots=True)

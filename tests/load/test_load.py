@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from support.api import Api, Click, Target, token_of, tokens_on_page, unique
 from support.sink import inbox_count, inbox_messages, sink_deliveries
+from support.stacks import track
 
 from devstack.smtpsink import links_in
 from devstack.stack import Stack, wait_until
@@ -50,7 +51,7 @@ _ID = re.compile(r"load-[0-9a-f]{12}")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("load"), signing_key=secrets.token_urlsafe(48))
+    s = track(Stack(tmp_path_factory.mktemp("load"), signing_key=secrets.token_urlsafe(48)))
     try:
         s.start(workers=2)
         yield s

@@ -20,6 +20,39 @@ from support.api import Target, deployed
 #: Short leases so a killed worker's task comes back in seconds, not a minute.
 FAST_WORKER = {"HITL_TASK_TTL": "3"}
 
+#: What resonate-sdk logs when a workflow returned while promises it awaits were still open:
+#: the return became a suspension, and the run executed again (issue 15: what it had already
+#: sent could differ from what it then stored). No process suite may see it.
+RETURNED_WITH_OPEN_PROMISES = "workflow returned done with pending remote todos"
+
+#: Every stack the process suites made (see :func:`track`), for :func:`workers_complained`.
+_TRACKED: list[Stack] = []
+
+
+def track(stack: Stack) -> Stack:
+    """Remember ``stack`` so the suites' log check reads its workers' logs; returns it."""
+    _TRACKED.append(stack)
+    return stack
+
+
+def worker_log_sizes() -> dict[Path, int]:
+    """The size of every tracked worker's log now (where the log check starts reading)."""
+    return {w.log_path: w.log_path.stat().st_size for s in _TRACKED for w in s.workers if w.log_path.exists()}
+
+
+def workers_complained(since: dict[Path, int]) -> list[str]:
+    """The lines of :data:`RETURNED_WITH_OPEN_PROMISES` the tracked workers logged after ``since``."""
+    found = []
+    for path in {w.log_path for s in _TRACKED for w in s.workers}:
+        if not path.exists():
+            continue
+        with path.open("rb") as f:
+            f.seek(since.get(path, 0))
+            found += [
+                line for line in f.read().decode(errors="replace").splitlines() if RETURNED_WITH_OPEN_PROMISES in line
+            ]
+    return found
+
 
 def make_stack(
     state: Path, *, durable: bool = False, workers: int = 1, env: dict[str, str] | None = None, **kwargs: Any
@@ -28,7 +61,7 @@ def make_stack(
     stack = Stack(
         state, signing_key=secrets.token_urlsafe(48), durable=durable, env={**FAST_WORKER, **(env or {})}, **kwargs
     )
-    return stack.start(workers=workers)
+    return track(stack).start(workers=workers)
 
 
 def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> Iterator[Stack]:

@@ -8,7 +8,7 @@ import pytest
 
 from hitl.model import policy
 from hitl.model.policy import RoundExpired
-from hitl.model.records import DECISIONS, Canceled, Closed, Decision, Expired, Vote
+from hitl.model.records import DECISIONS, AuditEntry, Canceled, Closed, Decision, Expired, Invalid, Vote
 from hitl.model.request import ApprovalRequest
 
 
@@ -74,14 +74,43 @@ def test_a_closed_vote_is_not_a_vote() -> None:
     rnd = policy.layout(request()).rounds[0]
     closed = Closed(Decision("approved", "b@example.com"))
     assert policy.tally(rnd, [closed, None, None]) is None
-    assert policy.audit([closed, None]) == ()
+    lay = policy.layout(request())
+    assert policy.audit(lay, {"wf:1": closed, "wf:2": None}, counted={"wf:1"}) == ()
 
 
 def test_progress_and_audit() -> None:
-    rnd = policy.layout(request(required=2)).rounds[0]
+    req = request(required=2)
+    rnd = policy.layout(req).rounds[0]
     states = [vote("a", True, 2), vote("b", False, 1), None]
     assert policy.progress(rnd, states) == policy.Progress(2, 1, 1, ("c@example.com",))
-    assert [d.by for d in policy.audit(states)] == ["b@example.com", "a@example.com"]
+    trail = policy.audit(policy.layout(req), dict(zip(rnd.vote_ids, states, strict=True)), counted=rnd.vote_ids)
+    assert [d.by for d in trail] == ["b@example.com", "a@example.com"]
+
+
+def test_a_value_that_is_not_a_vote_decides_nothing_and_is_shown_invalid() -> None:
+    req = request()
+    lay = policy.layout(req)
+    rnd = lay.rounds[0]
+    bogus = Invalid("not a vote: unexpected fields decisions")
+    states = [bogus, None, None]
+    assert policy.tally(rnd, states) is None  # the round goes on
+    # b and c can still vote; a no longer can, and is not waited for
+    assert policy.progress(rnd, states) == policy.Progress(1, 0, 0, ("b@example.com", "c@example.com"))
+    assert decided(policy.tally(rnd, [bogus, vote("b", True, 3), None])).by == "b@example.com"
+    trail = policy.audit(lay, {"wf:1": bogus, "wf:2": vote("b", True, 3), "wf:3": None}, counted={"wf:1", "wf:2"})
+    assert trail == (vote("b", True, 3).audit(), AuditEntry.invalid("a@example.com", bogus.reason))
+    assert trail[1].to_json() == {
+        "decision": "invalid", "by": "a@example.com", "comment": "", "decided_at": None, "ip": "", "user_agent": "",
+        "error": bogus.reason,
+    }  # fmt: skip
+
+
+def test_a_vote_recorded_after_its_round_ended_is_shown_late_and_only_then() -> None:
+    lay = policy.layout(request())
+    states = {"wf:1": vote("a", True, 5), "wf:2": vote("b", False, 3), "wf:3": None}
+    trail = policy.audit(lay, states, counted={"wf:1"})  # b's vote, stamped earlier, came after the freeze
+    assert [(d.by, d.late) for d in trail] == [("b@example.com", True), ("a@example.com", False)]
+    assert trail[0].to_json()["late"] is True and "late" not in trail[1].to_json()
 
 
 def test_clean_comment() -> None:

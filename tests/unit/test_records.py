@@ -13,8 +13,10 @@ from hitl.model.records import (
     Closed,
     Decision,
     Expired,
+    Invalid,
     RecordError,
     Result,
+    RoundEnd,
     Vote,
     vote_state,
 )
@@ -66,10 +68,50 @@ def test_no_other_decision_can_be_made(spelling: Any) -> None:
     assert spelling not in DECISIONS
 
 
-@pytest.mark.parametrize("value", ["garbage", 3, {"decision": "maybe"}, {"at": 1}])
-def test_values_no_component_writes_are_refused(value: Any) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [
+        "garbage",
+        3,
+        [],
+        {"decision": "maybe"},
+        {"at": 1},
+        # a request's result (what a delivery would write): not a vote, however it reads
+        {"decision": "approved", "by": "alice@example.com", "comment": "", "decided_at": "x", "decisions": []},
+        {**VOTE.to_json(), "decisions": []},
+        {**VOTE.to_json(), "at": 0},
+        {**VOTE.to_json(), "at": True},
+        {**VOTE.to_json(), "by": ""},
+        {**VOTE.to_json(), "ip": 7},
+        {**VOTE.to_json(), "decided_at": "1970-01-01T00:00:00Z"},
+        {"expired": True, "at": 5, "decision": "approved"},
+        {"expired": True},
+        {"closed": True, "decision": "approved"},
+        {"decision": "canceled", "by": "ops", "at": "soon"},
+    ],
+)
+def test_values_no_component_writes_are_invalid(value: Any) -> None:
+    assert isinstance(vote_state(value), Invalid)
+
+
+def test_a_vote_counts_only_for_its_own_approver() -> None:
+    assert vote_state(VOTE.to_json(), "alice@example.com") == VOTE
+    assert vote_state(VOTE.to_json(), "bob@example.com") == Invalid("a vote cast for someone else")
+    # the markers are anybody's: a cancel or the deadline closes every vote
+    assert vote_state(Expired(5).to_json(), "bob@example.com") == Expired(5)
+
+
+def test_a_vote_stored_before_clicks_were_told_apart_still_reads() -> None:
+    older = {k: v for k, v in VOTE.to_json().items() if k not in ("click", "ip", "user_agent")}
+    assert vote_state(older, "alice@example.com") == Vote("approved", "alice@example.com", "ship it", VOTE.at_ms)
+
+
+def test_a_round_end_round_trips() -> None:
+    end = RoundEnd(VOTE.as_decision(), ("wf:1",), ("wf:2", "wf:3"))
+    assert RoundEnd.from_json(end.to_json()) == end
+    assert RoundEnd.from_json(RoundEnd(None, ()).to_json()) == RoundEnd(None)
     with pytest.raises(RecordError):
-        vote_state(value)
+        RoundEnd.from_json({"decision": None})
 
 
 def test_a_result_carries_the_decision_and_its_audit_trail() -> None:
