@@ -43,8 +43,8 @@ durable timer.
 
 Time is fixed at start: the run's own timeout is the sum of the rounds plus
 :data:`RUN_MARGIN`, and every replay derives each round's deadline from it.
-The SDK caps every child at one day unless told otherwise, so every promise
-here names its timeout.
+The SDK times every child out after one day unless told otherwise, so every
+promise here names its timeout.
 """
 
 # The steps are run by their registered names (see :func:`register`): given a function,
@@ -136,9 +136,12 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     lay = policy.layout(req)
     timeout_at = ctx.info.timeout_at
     start = started_at(timeout_at, lay)
-    remaining = timedelta(milliseconds=max(timeout_at - now_ms(), 1))
 
-    votes = [ctx.options(timeout=remaining).promise() for _ in lay.ids()]
+    # Each vote lives as long as the run: asked for the run's whole life, the SDK caps it at
+    # the run's deadline. (``ctx.promise`` takes its timeout as an argument and ignores
+    # ``ctx.options``; without one a vote would time out after a day.)
+    lifetime = policy.run_timeout(req)
+    votes = [ctx.promise(timeout=lifetime) for _ in lay.ids()]
     created = [await v.id() for v in votes]
     assert created == lay.ids(), f"promise layout drifted: {created} != {lay.ids()}"
     read = dict(zip(created, [await _settled(v) for v in votes], strict=True))

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from support.api import Api, Target, claims_of, token_of, unique
+from support.server_records import server_call
 from support.stacks import make_stack
 
 from devstack.stack import wait_until
@@ -201,6 +202,25 @@ def test_deadline_expires_without_anyone_touching_it(api: Api) -> None:
     # the links are dead now: the emailed ones expired with the deadline (403); a link
     # minted for a deployment run outlives it and shows the expiry as the decision (409)
     assert api.open(links["approve"]).status_code == (403 if api.target.inbox else 409)
+
+
+def test_every_vote_lives_as_long_as_its_request(api: Api, target: Target, local: None) -> None:
+    """A vote promise must not time out before its request can end: resonate-sdk 0.8.1's
+    ``ctx.promise()`` takes its timeout as an argument (``ctx.options(timeout=...)`` is ignored
+    there) and defaults to a day, which ended a 7-day request's votes after one day."""
+    body = api.request_body(
+        approvers=["alice@example.com", "bob@example.com"],
+        deadline="3d",
+        on_expiry={"action": "escalate", "to": ["carol@example.com"], "deadline": "2d"},
+    )
+    wf = body["workflow_id"]
+    assert api.start(body).status_code == 202
+    api.wait_email(wf)
+    assert target.server_url is not None
+    root = server_call(target.server_url, "promise.get", {"id": wf})[1]["promise"]
+    for n in (1, 2, 3):
+        vote = server_call(target.server_url, "promise.get", {"id": f"{wf}:{n}"})[1]["promise"]
+        assert vote["timeoutAt"] == root["timeoutAt"], (n, vote["timeoutAt"] - vote["createdAt"])
 
 
 def test_server_down_answers_503_quickly(tmp_path, local: None) -> None:
