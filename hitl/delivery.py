@@ -12,11 +12,13 @@ such run makes one attempt (:func:`attempt`, a durable step):
 
 A failure that may mend (a 5xx, 408, 429, a timeout, a refused connection, an
 unreachable server) schedules the next attempt ``<id>:deliver<i>.<k+1>``
-as a run deferred by :func:`hitl.model.policy.delivery_backoff_ms`, until
+as a run deferred by :func:`hitl.model.policy.delivery_backoff_ms` (or by the
+``Retry-After`` of a 429 or 503), until
 ``HITL_DELIVERY_RETRY_FOR`` (a day by default) after the first: waiting holds
 nothing, the server keeps the deferred run. Any other failure (a 4xx, a promise
 that does not exist or was already settled by someone else, a URL off the
-allowlist) ends the target as ``failed``, logged once as an error. Each attempt
+allowlist, a promise not bound to this request or belonging to a request: see
+:mod:`hitl.bindings`) ends the target as ``failed``, logged once as an error. Each attempt
 run's result (:class:`~hitl.model.records.Attempt`) says what it did, so the
 status answer follows a target's chain of attempts to where it stands.
 
@@ -45,10 +47,10 @@ from resonate.retry import Never
 from resonate.types import Value
 from resonate_base.error import ResonateError
 
-from hitl import logs
+from hitl import bindings, logs
 from hitl.client import runs
 from hitl.clock import now_ms
-from hitl.model.policy import RUN_MARGIN, delivery_backoff_ms, delivery_id
+from hitl.model.policy import FIRST_RETRY_MS, RUN_MARGIN, delivery_backoff_ms, delivery_id
 from hitl.model.records import Attempt
 from hitl.model.request import Target
 from hitl.notify.urls import NotifyError, check_url
@@ -83,7 +85,7 @@ class Deliverer:
     ) -> None:
         """Deliver once. Raises :class:`Undelivered` (``retry``: whether another attempt may succeed)."""
         if target.type == "promise":
-            await _resolve(promises, target.address, result)
+            await _resolve(promises, workflow_id, target.address, result)
             return
         try:
             url = check_url(target.address, allowed_hosts=self.webhook_hosts)
@@ -92,14 +94,30 @@ class Deliverer:
             )
             await post_webhook(url, event, secret=self.webhook_secret, timeout=self.timeout)
         except NotifyError as exc:
-            raise Undelivered(str(exc), retry=not exc.permanent) from None
+            raise Undelivered(str(exc), retry=not exc.permanent, retry_after=exc.retry_after) from None
 
 
 class Undelivered(Exception):
-    def __init__(self, reason: str, *, retry: bool) -> None:
+    def __init__(self, reason: str, *, retry: bool, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
+        #: Seconds the receiver asked to wait (``Retry-After``), when it did.
+        self.retry_after = retry_after
+
+
+def next_attempt_at(failed_at: int, attempt: int, retry_until: int, retry_after: float | None) -> int | None:
+    """When to try again after attempt ``attempt`` failed at ``failed_at`` (ms), or ``None``: no more.
+
+    The backoff (:func:`hitl.model.policy.delivery_backoff_ms`), or the wait the receiver
+    asked for with ``Retry-After`` (at least a second), capped by the retry window: a
+    receiver asking for more than is left gets one last try at its end.
+    """
+    if retry_after is None:
+        at = failed_at + delivery_backoff_ms(attempt)
+    else:
+        at = min(failed_at + max(int(retry_after * 1000), FIRST_RETRY_MS), retry_until - 1)
+    return at if failed_at < at < retry_until else None
 
 
 def idempotency_key(workflow_id: str, index: int) -> str:
@@ -107,9 +125,14 @@ def idempotency_key(workflow_id: str, index: int) -> str:
     return "hitl-" + hashlib.sha256(f"{workflow_id}\0decided\0{index}".encode()).hexdigest()[:32]
 
 
-async def _resolve(promises: Promises, id: str, result: dict[str, Any]) -> None:
+async def _resolve(promises: Promises, workflow_id: str, id: str, result: dict[str, Any]) -> None:
+    """Resolve the caller's promise ``id`` with ``result``, if it is bound to this request
+    and belongs to no request (:func:`hitl.bindings.check`); never another's."""
     try:
+        await bindings.check(promises, workflow_id, id)
         record = await promises.resolve(id, Value(data=result))
+    except bindings.NotBound as exc:
+        raise Undelivered(f"promise {id} may not be settled by this request: {exc}", retry=False) from None
     except ServerError as exc:
         if exc.code == 404:
             raise Undelivered(f"promise {id} does not exist", retry=False) from None
@@ -170,9 +193,9 @@ async def _attempt(
         await deliverer.send(promises, workflow_id, index, parsed, result)
     except Undelivered as exc:
         at = now_ms()
-        next_at = at + delivery_backoff_ms(attempt)
+        next_at = next_attempt_at(at, attempt, retry_until, exc.retry_after)
         fields = {"target": index, "type": parsed.type, "attempt": attempt, "error": exc.reason}
-        if exc.retry and next_at < retry_until:
+        if exc.retry and next_at is not None:
             logger.warning(
                 "decision not delivered; retrying", extra={"fields": {**fields, "retry_in_ms": next_at - at}}
             )

@@ -18,6 +18,7 @@ from resonate.promises import Promises
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
+from hitl import bindings
 from hitl.client import runs
 from hitl.clock import iso, now_ms
 from hitl.model import policy
@@ -167,9 +168,18 @@ async def start(client: Client, group: str, req: ApprovalRequest, *, timeout: fl
 
     The server's create is idempotent by id, so concurrent or repeated starts
     make one run. A repeat with a different request raises :class:`IdConflict`.
+    A request naming promise targets first binds them (:func:`hitl.bindings.bind`),
+    which raises :class:`~hitl.model.request.RequestError` (400, 409) for a target
+    it may not have; nothing is started then.
     """
     id = req.workflow_id
     payload = req.to_json()
+    if any(t.type == "promise" for t in req.on_decision):
+        existing = await _get(client, id, timeout)
+        if existing is not None:  # a retried start: the request was bound when it was accepted
+            _same_request(existing, payload)
+            return RunStatus.of(existing)
+        await _bounded(bindings.bind(client.promises, req, now_ms=now_ms()), timeout)
     record = await _bounded(
         runs.create(
             client.promises,

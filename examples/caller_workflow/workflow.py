@@ -1,7 +1,8 @@
 """The caller's workflow: deploy a service, but only once a person approved it.
 
     deploy(ctx, service, version, approvers)
-      1. a durable promise of its own (``ctx.promise()``): hitl resolves it when the request ends
+      1. a durable promise of its own (``ctx.promise(timeout=...)``, outliving the approval's
+         deadline): hitl resolves it when the request ends
       2. a durable step starts the approval over HTTP, naming that promise in ``on_decision``;
          a replay re-sends the same ``workflow_id`` and body, which starts nothing new
       3. ``await`` the promise: the run suspends, holding no process, thread or connection,
@@ -18,12 +19,14 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from resonate.context import Context
 from resonate.resonate import Resonate
+
+from hitl.model.request import parse_duration
 
 DEPLOY = "deploy"
 REQUEST_APPROVAL = "deploy.request_approval"
@@ -49,7 +52,10 @@ class Ledger:
 async def deploy(
     ctx: Context, service: str, version: str, approvers: list[str], deadline: str = "24h"
 ) -> dict[str, Any]:
-    decision = ctx.promise()  # hitl resolves it with the result when the request ends
+    # hitl resolves it with the result when the request ends. It must outlive the approval:
+    # the SDK's default timeout is a day, and hitl refuses (400) a promise that times out
+    # before the request's deadline plus an hour. A day's margin also covers workers down.
+    decision = ctx.promise(timeout=timedelta(seconds=parse_duration(deadline)) + timedelta(days=1))
     promise_id = await decision.id()
     approval_id = f"{ctx.info.id}-approval"  # one approval per deploy run; no ':' (hitl ids forbid it)
     await ctx.run(REQUEST_APPROVAL, approval_id, promise_id, service, version, approvers, deadline)

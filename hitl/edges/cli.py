@@ -198,6 +198,8 @@ async def cmd_start(ctx: Context, args: argparse.Namespace) -> Output:
         raise Failure(
             NOT_FOUND, f"workflow_id {req.workflow_id!r} is already used by a different request", field="workflow_id"
         ) from None
+    except RequestError as exc:  # a promise target it may not have
+        raise Failure(USAGE if exc.status == 400 else NOT_FOUND, f"refused: {exc}", **exc.to_json()) from None
     if args.wait:
         return await waited(ctx, req.workflow_id, args.timeout)
     return Output(run.to_json(), render_status(run.to_json()))

@@ -76,6 +76,9 @@ class Start(Edge[StartSettings]):
                 return json_response(
                     409, {"error": "this workflow_id is already used by a different request", "field": "workflow_id"}
                 )
+            except RequestError as exc:  # a promise target it may not have (hitl.bindings)
+                logger.info("approval refused", extra={"fields": {"status": exc.status, "field": exc.field}})
+                return json_response(exc.status, exc.to_json())
             except operations.ServerUnavailable as exc:
                 return unavailable(exc)
             logger.info("approval started", extra={"fields": {"status": run.status}})

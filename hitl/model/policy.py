@@ -107,6 +107,29 @@ def delivery_id(workflow_id: str, target: int, attempt: int) -> str:
     return f"{workflow_id}:deliver{target}.{attempt}"
 
 
+#: What a claim's id adds to the id of the caller's promise it binds (see :func:`claim_id`).
+CLAIM_SUFFIX = "#hitl.claim"
+
+#: How long a caller's promise must outlive a request's last deadline to be its target.
+TARGET_MARGIN = timedelta(hours=1)
+
+
+def claim_id(target: str) -> str:
+    """The promise that binds the caller's promise ``target`` to the one request that may settle it.
+
+    Beside ``target``, in its lineage's namespace (same origin), so it is found from the
+    target alone, and a credential narrowed to a caller's prefix covers both. No SDK makes
+    an id with ``#``.
+    """
+    return target + CLAIM_SUFFIX
+
+
+def target_deadline_ms(request: ApprovalRequest, now_ms: int) -> int:
+    """The earliest a caller's promise may time out to be ``request``'s target, if it starts at
+    ``now_ms``: after every round's deadline (escalation included), plus :data:`TARGET_MARGIN`."""
+    return now_ms + 1000 * layout(request).total_seconds + int(TARGET_MARGIN.total_seconds() * 1000)
+
+
 #: Backoff between delivery attempts: 1 s, doubling, at most an hour.
 FIRST_RETRY_MS = 1_000
 LONGEST_RETRY_MS = 3_600_000

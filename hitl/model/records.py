@@ -365,6 +365,25 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A caller's promise bound to the request that may settle it (``on_decision``), as its
+    claim promise's param holds it. The first request to name the promise creates the
+    claim; a param never changes, so the binding cannot be taken over."""
+
+    owner: str
+    target: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"owner": self.owner, "target": self.target}
+
+    @classmethod
+    def from_json(cls, value: object) -> Claim:
+        if not isinstance(value, Mapping) or not isinstance(value.get("owner"), str):
+            raise RecordError(f"not a claim: {type(value).__name__}")
+        return cls(value["owner"], _text(value.get("target")))
+
+
 #: Where a delivery stands: ``pending`` (not yet delivered, maybe retrying), or done for good.
 DeliveryState = Literal["pending", "delivered", "failed"]
 

@@ -14,13 +14,16 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
 from hitl.notify.urls import NotifyError, host_of
 
-__all__ = ["post_json"]
+__all__ = ["post_json", "retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +38,14 @@ async def post_json(
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
     what: str = "notification",
+    clock: Callable[[], float] = time.time,
 ) -> int:
     """POST the JSON ``body`` to ``url`` once; return the (2xx) status.
 
     Does not follow redirects, ignores proxy settings from the environment,
-    and raises :class:`NotifyError` on anything but a 2xx answer. ``what``
-    names the message in logs and errors (``"slack message"``).
+    and raises :class:`NotifyError` on anything but a 2xx answer (with the
+    ``Retry-After`` of a 429 or 503, read against ``clock``). ``what`` names the
+    message in logs and errors (``"slack message"``).
     """
     host = host_of(url)
     sent_headers = {"Content-Type": "application/json", **(headers or {})}
@@ -51,6 +56,7 @@ async def post_json(
         ):
             status = response.status
             answer = await response.content.read(256) if not 200 <= status < 300 else b""
+            wait = retry_after(response.headers.get("Retry-After"), now=clock()) if status in (429, 503) else None
     except aiohttp.InvalidURL:
         raise NotifyError(f"sending the {what} to {host} failed: invalid URL", permanent=True) from None
     except (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError):
@@ -71,9 +77,27 @@ async def post_json(
             f"sending the {what} to {host} failed: HTTP {status}{detail}",
             permanent=_is_permanent(status),
             status=status,
+            retry_after=wait,
         )
     log.info(f"{what} sent", extra={"fields": {"host": host, "status": status}})
     return status
+
+
+def retry_after(value: str | None, *, now: float) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait (RFC 9110 10.2.3): a number of
+    seconds, or an HTTP date (a date already past: 0). ``None`` when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; a date without a zone is read as such
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - now, 0.0)
 
 
 def _is_permanent(status: int) -> bool:

@@ -32,13 +32,18 @@ class NotifyError(Exception):
     ``permanent``: retrying unchanged will not help (a refused URL, a 4xx
     other than 408 and 429, a redirect, a certificate that does not verify).
     Otherwise (5xx, 408, 429, timeouts, connection errors) a retry may.
-    ``status`` is the HTTP status when there was an answer.
+    ``status`` is the HTTP status when there was an answer; ``retry_after``
+    the wait a 429 or 503 asked for, when it said.
     """
 
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.status = status
+        #: Seconds the receiver asked to wait before the next try (``Retry-After`` on a 429 or 503).
+        self.retry_after = retry_after
 
 
 def check_url(url: str, *, allowed_hosts: frozenset[str]) -> str:

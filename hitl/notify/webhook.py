@@ -131,4 +131,4 @@ async def post_webhook(
     headers = {IDEMPOTENCY_HEADER: key}
     if secret:
         headers[SIGNATURE_HEADER] = webhook.sign(secret, body, int(clock()))
-    await post_json(url, body, headers=headers, timeout=timeout, what="webhook event")
+    await post_json(url, body, headers=headers, timeout=timeout, what="webhook event", clock=clock)

@@ -45,6 +45,7 @@ class Call:
     signed: bool
     body: dict[str, Any]
     answered: int
+    at: float = 0.0
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Receiver:
     """An ``approval.decided`` receiver: answers each path's script, then 200; verifies signatures;
     accepts an event once (by ``X-Hitl-Idempotency-Key``), as a careful receiver does."""
 
-    scripts: dict[str, list[int]] = field(default_factory=dict)
+    #: Per path, the answers to give in turn: a status, or (status, headers).
+    scripts: dict[str, list[int | tuple[int, dict[str, str]]]] = field(default_factory=dict)
     #: Paths whose next call is held open until ``release`` is set (a receiver that hangs).
     hold: set[str] = field(default_factory=set)
     release: threading.Event = field(default_factory=threading.Event)
@@ -73,17 +75,20 @@ class Receiver:
                     signed = False
                 if self.path in receiver.hold:
                     receiver.hold.discard(self.path)
-                    receiver.calls.append(Call(self.path, key, signed, json.loads(raw), 0))
+                    receiver.calls.append(Call(self.path, key, signed, json.loads(raw), 0, time.monotonic()))
                     receiver.release.wait(60)
                     return  # the connection is dropped without an answer
                 script = receiver.scripts.get(self.path, [])
-                status = script.pop(0) if script else 200
+                answer = script.pop(0) if script else 200
+                status, headers = answer if isinstance(answer, tuple) else (answer, {})
                 if not signed:
                     status = 401
-                receiver.calls.append(Call(self.path, key, signed, json.loads(raw), status))
+                receiver.calls.append(Call(self.path, key, signed, json.loads(raw), status, time.monotonic()))
                 if status == 200:
                     receiver.accepted.setdefault(key, json.loads(raw))
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -126,10 +131,14 @@ def run(stack: Stack, call: Any) -> Any:
     return asyncio.run(go())
 
 
-def caller_promise(stack: Stack) -> str:
+#: A caller's promise outlives the request it is given to (7 days by default): a month.
+MONTH_MS = 30 * 86_400_000
+
+
+def caller_promise(stack: Stack, timeout_ms: int = MONTH_MS) -> str:
     """A promise of a caller's own (another origin), pending, as their workflow would hold it."""
     id = f"{unique('caller')}:1"
-    run(stack, lambda p: p.create(id, int(time.time() * 1000) + 600_000, Value(), {}))
+    run(stack, lambda p: p.create(id, int(time.time() * 1000) + timeout_ms, Value(), {}))
     return id
 
 
@@ -178,6 +187,23 @@ def test_a_webhook_answering_503_twice_gets_the_event_three_times_and_accepts_it
     assert re.search(r"^webhook\s+127\.0\.0\.1\s+delivered\s+3\s", shown.stdout, re.M), shown.stdout
 
 
+def test_a_429_or_503_with_retry_after_is_tried_again_no_sooner(api: Api, receiver: Receiver) -> None:
+    set_at = time.monotonic()
+    later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 6))
+    receiver.scripts["/busy"] = [(429, {"Retry-After": "2"}), (503, {"Retry-After": later})]
+    body = api.request_body(on_decision=[{"type": "webhook", "url": receiver.url + "/busy"}])
+    wf = body["workflow_id"]
+    api.start(body)
+    api.decide(api.wait_email(wf)["approve"])
+    [delivery] = settled(api, wf)
+    assert (delivery["state"], delivery["attempts"]) == ("delivered", 3)
+    first, second, third = receiver.on("/busy")
+    assert [c.answered for c in (first, second, third)] == [429, 503, 200]
+    # the backoff alone would have tried again after 1 s, then 2 s more (about set_at + 3.5)
+    assert second.at - first.at >= 2.0
+    assert third.at >= set_at + 6.0 - 1.0  # the HTTP date counts whole seconds
+
+
 def test_a_4xx_is_not_retried_and_the_target_fails(api: Api, receiver: Receiver, stack: Stack) -> None:
     receiver.scripts["/gone"] = [410]
     body = api.request_body(on_decision=[{"type": "webhook", "url": receiver.url + "/gone"}])
@@ -210,30 +236,49 @@ def test_a_callers_promise_is_resolved_with_the_result(api: Api, stack: Stack) -
     }  # fmt: skip
 
 
-def test_a_missing_or_settled_promise_fails_once_and_changes_nothing(
-    api: Api, stack: Stack, receiver: Receiver
-) -> None:
-    missing = f"{unique('nobody')}:1"
+def test_a_missing_settled_or_short_lived_promise_is_refused_at_start(api: Api, stack: Stack) -> None:
     taken = caller_promise(stack)
     run(stack, lambda p: p.resolve(taken, Value(data={"mine": True})))
+    short = caller_promise(stack, timeout_ms=86_400_000)  # the SDK's default: a day, for a 7-day request
+    for target, says in [
+        (f"{unique('nobody')}:1", "no promise has this id"),
+        (taken, "already settled"),
+        (short, "before the request can end"),
+    ]:
+        wf = unique()
+        r = api.start(api.request_body(wf, on_decision=[{"type": "webhook", "url": "http://127.0.0.1:9/x"},
+                                                        {"type": "promise", "id": target}]))  # fmt: skip
+        assert (r.status_code, r.json()["field"]) == (400, "on_decision[1].id"), r.text
+        assert says in r.json()["error"]
+        assert api.status(wf).status_code == 404  # nothing was started
+    assert run(stack, lambda p: p.get(taken)).value.data == {"mine": True}
+    # a promise that outlives the request's deadline (escalation included) plus an hour is taken
+    hour = caller_promise(stack, timeout_ms=(2 * 3600 + 60) * 1000 + 3_600_000)
     body = api.request_body(
-        on_decision=[
-            {"type": "promise", "id": missing},
-            {"type": "promise", "id": taken},
-            {"type": "webhook", "url": receiver.url + "/ok"},
-        ]
+        deadline="1h", on_expiry={"action": "escalate", "to": ["bob@example.com"], "deadline": "1h"},
+        on_decision=[{"type": "promise", "id": hour}],
+    )  # fmt: skip
+    assert api.start(body).status_code == 202
+
+
+def test_a_promise_settled_after_start_fails_once_and_changes_nothing(
+    api: Api, stack: Stack, receiver: Receiver
+) -> None:
+    mine = caller_promise(stack)
+    body = api.request_body(
+        on_decision=[{"type": "promise", "id": mine}, {"type": "webhook", "url": receiver.url + "/ok"}]
     )
     wf = body["workflow_id"]
-    api.start(body)
+    assert api.start(body).status_code == 202
+    run(stack, lambda p: p.resolve(mine, Value(data={"gave up": True})))  # its owner settled it meanwhile
     api.decide(api.wait_email(wf)["approve"])
     assert api.wait_done(wf)["result"]["decision"] == "approved"
-    first, second, third = settled(api, wf, 3)
-    assert (first["state"], first["attempts"], second["state"], second["attempts"]) == ("failed", 1, "failed", 1)
-    assert "does not exist" in first["error"] and "already settled" in second["error"]
-    assert third["state"] == "delivered"  # one failing target holds back no other
-    assert run(stack, lambda p: p.get(taken)).value.data == {"mine": True}
+    first, second = settled(api, wf, 2)
+    assert (first["state"], first["attempts"]) == ("failed", 1) and "already settled" in first["error"]
+    assert second["state"] == "delivered"  # one failing target holds back no other
+    assert run(stack, lambda p: p.get(mine)).value.data == {"gave up": True}
     errors = [line for line in stack.workers[0].output().splitlines() if "for good" in line and wf in line]
-    assert len(errors) == 2, errors
+    assert len(errors) == 1, errors
 
 
 @pytest.mark.parametrize(

@@ -112,3 +112,63 @@ def _no_value() -> Any:
     from resonate.types import Value
 
     return Value()
+
+
+def caller_promise(server: Server, id: str, *, lives_ms: int = 30 * 86_400_000) -> str:
+    status, _ = server.engine.apply(
+        "promise.create", "t", {"id": id, "timeoutAt": server.now_ms + lives_ms, "param": {}, "tags": {}}, server.now_ms
+    )
+    assert status == 200
+    return id
+
+
+def test_a_promise_target_is_read_and_bound_before_the_run_exists(http: TestClient, server: Server) -> None:
+    a, b = caller_promise(server, "deploys-1:1"), caller_promise(server, "deploys-2:1")
+    server.network.sent.clear()
+    body = {**BODY, "on_decision": [{"type": "promise", "id": a}, {"type": "promise", "id": b}]}
+    assert post(http, body).status_code == 202
+    # is the run there already (a retried start)? then each target read, each claimed, and the run
+    assert server.network.sent == ["promise.get", "promise.get", "promise.get", "promise.create", "promise.create",
+                                   "promise.create"]  # fmt: skip
+    for target in (a, b):
+        claim = server.promise(f"{target}#hitl.claim")
+        assert claim["tags"] == {"hitl:claim": target}
+    server.network.sent.clear()
+    assert post(http, body).status_code == 202  # retried: nothing read or claimed again
+    assert server.network.sent == ["promise.get"]
+
+
+def test_a_promise_named_by_another_request_is_409_and_starts_nothing(http: TestClient, server: Server) -> None:
+    taken = caller_promise(server, "deploys-3:1")
+    assert post(http, {**BODY, "on_decision": [{"type": "promise", "id": taken}]}).status_code == 202
+    other = {**BODY, "workflow_id": "deploy-43", "on_decision": [{"type": "promise", "id": taken}]}
+    r = post(http, other)
+    assert (r.status_code, r.json()) == (
+        409, {"error": "this promise is already the target of another request", "field": "on_decision[0].id"},
+    )  # fmt: skip
+    assert server.engine.promises.get("deploy-43") is None
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("nobody:1", "no promise has this id"),
+        ("deploy-41", "names a promise of an approval request"),
+        ("deploy-41:r0.expiry", "names a promise of an approval request"),
+        ("short:1", "before the request can end"),
+        ("settled:1", "already settled (resolved)"),
+    ],
+)
+def test_a_promise_target_it_can_never_deliver_to_is_400(
+    http: TestClient, server: Server, target: str, says: str
+) -> None:
+    assert post(http, {**BODY, "workflow_id": "deploy-41"}).status_code == 202
+    caller_promise(server, "short:1", lives_ms=86_400_000)
+    caller_promise(server, "settled:1")
+    server.engine.apply("promise.settle", "t", {"id": "settled:1", "state": "resolved", "value": {}}, server.now_ms)
+    server.engine.apply("promise.create", "t", {"id": "deploy-41:r0.expiry", "timeoutAt": server.now_ms + 10**9,
+                                                "param": {}, "tags": {"hitl:func": "approval_expiry"}}, server.now_ms)  # fmt: skip
+    r = post(http, {**BODY, "on_decision": [{"type": "promise", "id": target}]})
+    assert (r.status_code, r.json()["field"]) == (400, "on_decision[0].id"), r.text
+    assert says in r.json()["error"]
+    assert server.engine.promises.get("deploy-42") is None

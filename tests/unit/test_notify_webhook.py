@@ -11,7 +11,9 @@ import pytest
 from aiohttp import web
 from support.receivers import serve
 
+from hitl.delivery import next_attempt_at
 from hitl.notify.email import message_id_for
+from hitl.notify.post import retry_after
 from hitl.notify.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, NotifyError, post_webhook, webhook_event
 from hitl.security import signatures as webhook
 
@@ -146,3 +148,31 @@ def test_post_refuses_an_event_that_is_not_json() -> None:
     with pytest.raises(NotifyError, match="not JSON") as caught:
         asyncio.run(post_webhook("http://127.0.0.1:9/h", event, secret=None))
     assert caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),  # an HTTP date, 30 s after "now" below
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past
+        ("soon", None),
+        ("-5", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert retry_after(header, now=now) == seconds
+
+
+def test_the_next_delivery_attempt_honours_retry_after_within_the_window() -> None:
+    day = 86_400_000
+    assert next_attempt_at(0, 1, day, None) == 1_000  # the backoff
+    assert next_attempt_at(0, 1, day, 30.0) == 30_000  # the receiver's wait, not the backoff
+    assert next_attempt_at(0, 5, day, 0.0) == 1_000  # at least a second
+    assert next_attempt_at(0, 1, day, 3 * 86_400.0) == day - 1  # capped: one last try at the window's end
+    assert next_attempt_at(day - 1, 1, day, 60.0) is None  # nothing left of the window
+    assert next_attempt_at(day - 500, 20, day, None) is None  # the backoff would pass it

@@ -1,0 +1,143 @@
+"""Which promises a request may settle: a caller's own, bound to that request alone.
+
+A request's ``on_decision`` names promise ids, and the Resonate server lets any
+holder of its token settle any promise: it does not check who settles what. So
+hitl does, with two rules:
+
+1. **A request never settles a promise of a request**: any approval run's root,
+   votes, deferred runs, delivery runs or steps (everything in the lineage of an
+   approval run), nor a claim (below).
+2. **A caller's promise is bound to the first request that names it.** The
+   binding is a promise of its own on the server, the target's *claim*
+   (:func:`hitl.model.policy.claim_id`): ``start`` creates it before the run
+   exists, with the request's id in its param. The server keeps the first create
+   of an id and a param never changes, so the binding survives crashes and
+   replays and cannot be taken over; another request naming the promise is
+   refused. A delivery settles a promise only when its claim names the delivering
+   request.
+
+:func:`bind` is ``start``'s side: one read of each target (it must exist, be
+pending, not be a request's, and outlive the request) and one create of its
+claim: two calls per target, each kind made for all targets at once. :func:`check`
+is the delivery's side, just before it settles: the claim names this request, and
+the target is not a request's (its lineage's root is read: a vote carries no tag
+of hitl's, since the SDK cannot tag ``ctx.promise()``), whenever the target was
+created.
+
+Predictable ids: a stranger who names a caller's promise first (it must exist by
+then) owns its binding; the caller's own ``start`` is then refused loudly (409),
+never answered by the stranger's request in silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from resonate.error import ServerError
+from resonate.ids import origin_of
+from resonate.promises import Promises
+from resonate.types import PromiseRecord, Value
+
+from hitl.client import runs
+from hitl.clock import iso
+from hitl.model import policy
+from hitl.model.records import Claim, RecordError
+from hitl.model.request import ApprovalRequest, RequestError
+
+#: Tag of a claim promise: the id of the promise it binds.
+CLAIM_TAG = "hitl:claim"
+
+
+class NotBound(Exception):
+    """A delivery may not settle this promise; the message says why (no id of another request's)."""
+
+
+async def bind(promises: Promises, req: ApprovalRequest, *, now_ms: int) -> None:
+    """Bind every promise target of ``req`` to it, or raise :class:`RequestError`
+    (400 for a target it can never deliver to, 409 for one bound to another request).
+
+    Call before the run is created (a refused request must start nothing), and only
+    for a request whose run does not exist yet: a retried ``start`` of a request that
+    was accepted is bound already. Two concurrent starts of the same request both
+    succeed: the claims they create are the same.
+    """
+    targets = [(i, t.address) for i, t in enumerate(req.on_decision) if t.type == "promise"]
+    if not targets:
+        return
+    records = await asyncio.gather(*(_get(promises, id) for _, id in targets))
+    due = policy.target_deadline_ms(req, now_ms)
+    for (i, _), record in zip(targets, records, strict=True):
+        problem = _problem(req, record, due)
+        if problem is not None:
+            raise RequestError(400, f"on_decision[{i}].id", problem)
+    claims = await asyncio.gather(
+        *(
+            promises.create(
+                policy.claim_id(id),
+                record.timeout_at if record is not None else now_ms,  # (never None here: refused above)
+                Value(data=Claim(req.workflow_id, id).to_json()),
+                {CLAIM_TAG: id},
+            )
+            for (_, id), record in zip(targets, records, strict=True)
+        )
+    )
+    for (i, _), claim in zip(targets, claims, strict=True):
+        if _owner(claim) != req.workflow_id:
+            raise RequestError(409, f"on_decision[{i}].id", "this promise is already the target of another request")
+
+
+def _problem(req: ApprovalRequest, record: PromiseRecord | None, due_ms: int) -> str | None:
+    """Why the promise ``record`` can never be ``req``'s target, if it cannot (``None``: it can)."""
+    if record is None:
+        return "no promise has this id: create it before starting the request"
+    if is_hitl(record):
+        return "names a promise of an approval request, which no request may settle"
+    if record.state != "pending":
+        return f"the promise is already settled ({record.state})"
+    if record.timeout_at < due_ms:
+        return (
+            f"the promise times out at {iso(record.timeout_at)}, before the request can end (its deadlines, "
+            f"plus {int(policy.TARGET_MARGIN.total_seconds() // 60)} minutes, reach {iso(due_ms)}): "
+            "create it with a longer timeout"
+        )
+    return None
+
+
+async def check(promises: Promises, workflow_id: str, target: str) -> None:
+    """Raise :class:`NotBound` unless the request ``workflow_id`` may settle ``target`` now."""
+    if origin_of(target) == workflow_id:
+        raise NotBound("the promise is the request's own")
+    claim = await _get(promises, policy.claim_id(target))
+    if claim is None or _owner(claim) != workflow_id:
+        raise NotBound("the promise is not bound to this request (another request named it first, or start did not)")
+    record = await _get(promises, target)
+    if record is None:
+        raise NotBound("the promise does not exist")
+    if is_hitl(record):
+        raise NotBound("the promise belongs to an approval request")
+    origin = origin_of(target)
+    if origin != target:
+        root = await _get(promises, origin)
+        if root is not None and runs.KIND_TAG in root.tags:
+            raise NotBound("the promise belongs to an approval request")
+
+
+def is_hitl(record: PromiseRecord) -> bool:
+    """Whether ``record`` is hitl's own by its tags or id: a run of a request, or a claim."""
+    return runs.KIND_TAG in record.tags or CLAIM_TAG in record.tags or record.id.endswith(policy.CLAIM_SUFFIX)
+
+
+def _owner(claim: PromiseRecord) -> str | None:
+    try:
+        return Claim.from_json(claim.param.data).owner
+    except RecordError:
+        return None
+
+
+async def _get(promises: Promises, id: str) -> PromiseRecord | None:
+    try:
+        return await promises.get(id)
+    except ServerError as exc:
+        if exc.code == 404:
+            return None
+        raise
