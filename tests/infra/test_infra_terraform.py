@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+import hcl2
 import pytest
 from infra_helpers import (
     COMPONENT_RESOURCES,
@@ -19,6 +20,7 @@ from infra_helpers import (
     expr,
     hcl_string,
     members_service_accounts,
+    unquote,
 )
 
 from hitl.settings import ENV_VARS, SECRET_VARS, WorkerSettings
@@ -578,17 +580,46 @@ def test_tfvars_example_only_names_declared_variables(tf: Terraform) -> None:
         assert re.search(rf"^{name}\s*=", text, re.M), f"{name} is required but not in the example"
 
 
-def test_the_provider_lock_file_is_committed_when_made() -> None:
-    """It cannot be made without registry.terraform.io (README.md, "The provider lock file")."""
+def test_the_provider_lock_file_pins_what_versions_tf_allows() -> None:
+    """infra/.terraform.lock.hcl is committed (its zh: checksums from ../shared/terraform-provider-hashes.md:
+    the release archives' SHA-256, as the registry lists them) and agrees with every versions.tf:
+    each provider they require is locked, under the very constraint they write, at a version
+    that constraint admits; init -lockfile=readonly then installs exactly these builds."""
     ignored = subprocess.run(
         ["git", "check-ignore", "-q", "infra/.terraform.lock.hcl"], cwd=ROOT, capture_output=True, check=False
     )
     assert ignored.returncode == 1, "infra/.terraform.lock.hcl must not be git-ignored"
-    lock = ROOT / "infra" / ".terraform.lock.hcl"
-    if not lock.exists():
-        pytest.skip("infra/.terraform.lock.hcl is not committed yet (needs registry access: README.md)")
-    text = lock.read_text()
-    for provider in ("registry.terraform.io/hashicorp/google", "registry.terraform.io/hashicorp/random"):
-        block = re.search(rf'provider "{re.escape(provider)}" \{{(.*?)\n\}}', text, re.S)
-        assert block, f"{provider} is not locked"
-        assert re.search(r'"h1:[A-Za-z0-9+/=]{44}"', block.group(1)), f"{provider}: no h1 hash"
+    lock = (ROOT / "infra" / ".terraform.lock.hcl").read_text()
+    locked = dict(
+        re.findall(r'^provider "registry\.terraform\.io/hashicorp/([a-z0-9-]+)" \{\n(.*?)^\}', lock, re.S | re.M)
+    )
+    required: dict[str, set[str]] = {}
+    for versions in (ROOT / "infra").rglob("versions.tf"):
+        if ".terraform" in versions.parts:
+            continue
+        for block in hcl2.loads(versions.read_text())["terraform"]:  # type: ignore[no-untyped-call]
+            for providers in block.get("required_providers", []):
+                for name, spec in providers.items():
+                    if name.startswith("__"):  # the parser's comments
+                        continue
+                    assert unquote(spec["source"]) == f"hashicorp/{name}", (versions, name)
+                    required.setdefault(name, set()).add(unquote(spec["version"]))
+    assert set(locked) == set(required) == {"google", "random"}
+    expected = {"google": "6.50.0", "random": "3.7.2"}
+    for name, body in locked.items():
+        version = re.search(r'^\s*version\s*=\s*"([^"]+)"', body, re.M).group(1)  # type: ignore[union-attr]
+        constraints = re.search(r'^\s*constraints\s*=\s*"([^"]+)"', body, re.M).group(1)  # type: ignore[union-attr]
+        assert version == expected[name]
+        assert {constraints} == required[name], f"{name}: the lock says {constraints}, versions.tf {required[name]}"
+        assert admits(constraints, version), f"{name} {version} is outside {constraints}"
+        hashes = re.findall(r'"(zh|h1):([^"]+)"', body)
+        assert len([h for kind, h in hashes if kind == "zh" and re.fullmatch(r"[0-9a-f]{64}", h)]) == 12, name
+
+
+def admits(constraint: str, version: str) -> bool:
+    """Whether ``version`` meets a pessimistic constraint (``~> 6.37``: >= 6.37, < 7)."""
+    op, _, bound = constraint.partition(" ")
+    assert op == "~>", constraint
+    low = [int(x) for x in bound.split(".")]
+    have = [int(x) for x in version.split(".")]
+    return have[: len(low) - 1] == low[:-1] and have[: len(low)] >= low
