@@ -67,20 +67,28 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "SMTP_FROM",
         "PORT",
     ),
-    # The operator CLI (hitl.edges.cli); HITL_SIGNING_KEY only for ``hitl decide``.
+    # The CLI (hitl.edges.cli): an operator's, over the server (RESONATE_*), or a start
+    # caller's, over the start function (HITL_START_*, HITL_WEBHOOK_SECRET).
     "cli": (
         "RESONATE_URL",
         "RESONATE_TOKEN",
         "HITL_WORKER_GROUP",
         "HITL_SERVER_TIMEOUT",
-        "HITL_SIGNING_KEY",
+        "HITL_START_URL",
+        "HITL_START_TOKEN",
+        "HITL_START_TOKEN_COMMAND",
+        "HITL_START_AUTH",
+        "HITL_WEBHOOK_SECRET",
     ),
 }
 
 #: The secrets among them: never logged, delivered from Secret Manager in production.
 SECRET_VARS = frozenset(
-    {"RESONATE_TOKEN", "HITL_SIGNING_KEY", "HITL_WEBHOOK_SECRET", "HITL_NOTIFY_WEBHOOK_SECRET", "SMTP_PASSWORD"}
-)
+    {
+        "RESONATE_TOKEN", "HITL_SIGNING_KEY", "HITL_WEBHOOK_SECRET", "HITL_NOTIFY_WEBHOOK_SECRET", "SMTP_PASSWORD",
+        "HITL_START_TOKEN",
+    }
+)  # fmt: skip
 
 MIN_SIGNING_KEY_BYTES = 32
 
@@ -223,12 +231,55 @@ class UnblockSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StartCaller:
+    """How the CLI reaches the ``start`` function as a start caller (a CI pipeline), with
+    what ``start`` checks: an identity token (fixed, minted from Google's default
+    credentials, or printed by a command) or the webhook secret."""
+
+    url: str
+    token: str | None = None
+    #: A command printing a fresh identity token (``gcloud auth print-identity-token ...``).
+    token_command: str | None = None
+    #: Mint identity tokens for ``url`` from Google's Application Default Credentials.
+    google: bool = False
+    webhook_secret: bytes | None = None
+    #: Seconds one call may take (a long poll adds its own minute).
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class CliSettings:
-    resonate: ResonateSettings
+    """The CLI's settings: the server (an operator's token) and/or the ``start`` function
+    (a start caller's credentials). With ``start`` set, ``start``, ``status``, ``wait`` and
+    ``cancel`` go through the function; ``decide`` and ``list`` always need the server."""
+
+    resonate: ResonateSettings | None
+    start: StartCaller | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
-        return cls(resonate=_resonate(_Reader("cli", os.environ if env is None else env)))
+        r = _Reader("cli", os.environ if env is None else env)
+        start = None
+        if r.get("HITL_START_URL") is not None:
+            secret = r.get("HITL_WEBHOOK_SECRET")
+            google = r.choice("HITL_START_AUTH", "token", ("token", "google")) == "google"
+            sources = [v for v in ("HITL_START_TOKEN", "HITL_START_TOKEN_COMMAND") if r.get(v)]
+            if len(sources) + google > 1:
+                raise ConfigError(
+                    "HITL_START_AUTH",
+                    "choose one of HITL_START_TOKEN, HITL_START_TOKEN_COMMAND and HITL_START_AUTH=google",
+                )
+            start = StartCaller(
+                url=r.url("HITL_START_URL"),
+                token=r.get("HITL_START_TOKEN"),
+                token_command=r.get("HITL_START_TOKEN_COMMAND"),
+                google=google,
+                webhook_secret=secret.encode() if secret else None,
+                timeout=r.number("HITL_SERVER_TIMEOUT", 10.0),
+            )
+        if start is not None and r.get("RESONATE_URL") is None:
+            return cls(resonate=None, start=start)
+        return cls(resonate=_resonate(r), start=start)
 
 
 @dataclass(frozen=True, slots=True)

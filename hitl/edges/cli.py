@@ -9,10 +9,18 @@
     hitl cancel WORKFLOW_ID [--reason TEXT]
 
 Every command takes ``--json`` (one JSON document on stdout, for scripts).
-Configuration comes from the environment, as for the functions: ``RESONATE_URL``
-(required), ``RESONATE_TOKEN``, ``HITL_WORKER_GROUP``, ``HITL_SERVER_TIMEOUT``. ``decide``
-writes the vote through the server as the approver's click would: the authority is
-the server's (``RESONATE_TOKEN``), not a link's signature, so it needs no signing key.
+Configuration comes from the environment. An operator points it at the server:
+``RESONATE_URL``, ``RESONATE_TOKEN``, ``HITL_WORKER_GROUP``, ``HITL_SERVER_TIMEOUT``.
+``decide`` writes the vote through the server as the approver's click would: the
+authority is the server's (``RESONATE_TOKEN``), not a link's signature.
+
+A start caller (a CI pipeline) points it at the ``start`` function instead, holding
+only what ``start`` checks: ``HITL_START_URL`` and an identity token
+(``HITL_START_AUTH=google`` mints it from Google's default credentials;
+``HITL_START_TOKEN`` is a fixed one; ``HITL_START_TOKEN_COMMAND`` prints a fresh
+one) or the webhook secret (``HITL_WEBHOOK_SECRET``). Then ``start``, ``status``, ``wait`` and
+``cancel`` go through the function (waiting is its long poll), and ``decide`` and
+``list``, which need the server, are refused: a pipeline cannot decide its own request.
 
 Exit codes: 0 done; 1 not found or conflict (already decided, already ended);
 2 usage or configuration error; 3 the Resonate server is unavailable. ``wait`` and
@@ -34,6 +42,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +50,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from hitl.client.sendonly import SendOnlyClient
+    from hitl.client.start_function import Answer, StartFunction
     from hitl.model.policy import Progress
-    from hitl.settings import CliSettings
+    from hitl.settings import CliSettings, ResonateSettings
 
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
 #: How ``wait`` ends: one code per outcome (approved is OK).
@@ -192,8 +202,14 @@ async def cmd_start(ctx: Context, args: argparse.Namespace) -> Output:
         req = parse_start(body, "application/json")
     except RequestError as exc:
         raise Failure(USAGE, f"invalid request: {exc}", **exc.to_json()) from None
+    if ctx.start is not None:
+        doc = answered(await ctx.start.start(body), req.workflow_id)
+        if args.wait:
+            return await waited(ctx, req.workflow_id, args.timeout)
+        return Output(doc, render_status(doc))
+    server, resonate = ctx.server()
     try:
-        run = await operations.start(ctx.client, ctx.settings.resonate.group, req, timeout=ctx.timeout)
+        run = await operations.start(server, resonate.group, req, timeout=ctx.timeout)
     except operations.IdConflict:
         raise Failure(
             NOT_FOUND, f"workflow_id {req.workflow_id!r} is already used by a different request", field="workflow_id"
@@ -214,24 +230,89 @@ async def waited(ctx: Context, workflow_id: str, timeout: int | None) -> Output:
     from hitl import operations
 
     seconds = float(timeout) if timeout is not None else float("inf")
-    run = await operations.wait(ctx.client, ctx.settings.resonate, workflow_id, seconds=seconds, timeout=ctx.timeout)
-    if run is None:
-        raise not_found(workflow_id)
-    doc = run.to_json()
-    if run.status == "pending":
+    if ctx.start is not None:
+        doc = await long_polled(ctx.start, workflow_id, seconds)
+    else:
+        server, resonate = ctx.server()
+        run = await operations.wait(server, resonate, workflow_id, seconds=seconds, timeout=ctx.timeout)
+        if run is None:
+            raise not_found(workflow_id)
+        doc = run.to_json()
+    return outcome(doc, workflow_id, timeout)
+
+
+def outcome(doc: dict[str, Any], workflow_id: str, timeout: int | None) -> Output:
+    """How a wait ends, from the status answer: the exit code says how the request ended."""
+    if doc.get("status") == "pending":
         return Output(doc, render_status(doc), TIMED_OUT, f"{workflow_id!r} is still pending after {timeout}s")
-    if run.result is None:
-        return Output(doc, render_status(doc), FAILED, f"the run of {workflow_id!r} failed ({run.failure})")
-    decision = run.result.decision.decision
+    result = doc.get("result") or {}
+    decision = result.get("decision")
+    if doc.get("status") != "done" or decision not in OUTCOME_CODES:
+        return Output(doc, render_status(doc), FAILED, f"the run of {workflow_id!r} failed ({result.get('state')})")
     code = OUTCOME_CODES[decision]
     return Output(doc, render_status(doc), code, None if code == OK else f"{workflow_id!r} ended {decision}")
+
+
+async def long_polled(start: StartFunction, workflow_id: str, seconds: float) -> dict[str, Any]:
+    """The status once the request ended, or after ``seconds``: long polls of ``start``, a minute
+    each. A call that fails on the way (a 5xx, a dropped connection) is tried again, with a
+    growing pause, until the time is up: a day's wait must outlive a blip."""
+    import aiohttp
+
+    ends = time.monotonic() + seconds
+    failures = 0
+    while True:
+        left = ends - time.monotonic()
+        try:
+            answer = await start.status(workflow_id, wait=max(min(left, 60.0), 0.0))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            answer = None
+            error = f"the start function is unreachable: {type(exc).__name__}"
+        if answer is not None and answer.status < 500:
+            doc = answered(answer, workflow_id)
+            if doc.get("status") != "pending" or left <= 0:
+                return doc
+            failures = 0
+            continue
+        if answer is not None:
+            error = f"the start function answered {answer.status}"
+        failures += 1
+        pause = min(2.0**failures, 30.0)
+        if time.monotonic() + pause >= ends:
+            raise Failure(UNAVAILABLE, error)
+        await asyncio.sleep(pause)
+
+
+def answered(answer: Answer, workflow_id: str) -> dict[str, Any]:
+    """The JSON of a 200 or 202 from ``start``; any other answer ends the command as it should."""
+    doc = answer.doc
+    if answer.status in (200, 202):
+        return doc
+    error = str(doc.get("error", f"HTTP {answer.status}"))
+    if answer.status == 404:
+        raise not_found(workflow_id)
+    if answer.status in (401, 403):
+        raise Failure(
+            USAGE,
+            f"the start function refused the credentials (HTTP {answer.status}: {error}); "
+            "check HITL_START_AUTH, HITL_START_TOKEN, HITL_START_TOKEN_COMMAND or HITL_WEBHOOK_SECRET",
+        )
+    if answer.status == 409:
+        raise Failure(NOT_FOUND, error, **doc)
+    if 400 <= answer.status < 500:
+        raise Failure(USAGE, f"refused: {error}", **doc)
+    raise Failure(UNAVAILABLE, f"the start function answered {answer.status}: {error}")
 
 
 async def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
     from hitl import operations
 
     workflow_id = valid_id(args.workflow_id)
-    run = await operations.status(ctx.client, workflow_id, timeout=ctx.timeout)
+    if ctx.start is not None:
+        doc = answered(await ctx.start.status(workflow_id), workflow_id)
+        return Output(doc, render_status(doc))
+    server, _ = ctx.server()
+    run = await operations.status(server, workflow_id, timeout=ctx.timeout)
     if run is None:
         raise not_found(workflow_id)
     return Output(run.to_json(), render_status(run.to_json()))
@@ -240,7 +321,8 @@ async def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
 async def cmd_list(ctx: Context, args: argparse.Namespace) -> Output:
     from hitl import operations
 
-    found = await operations.pending(ctx.client, timeout=ctx.timeout, limit=args.limit)
+    server, _ = ctx.server("list")
+    found = await operations.pending(server, timeout=ctx.timeout, limit=args.limit)
     doc = [
         {"workflow_id": req.workflow_id, "subject": req.subject, "round": index, **progress.to_json()}
         for req, index, progress in found
@@ -276,11 +358,12 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
         comment = policy.clean_comment(args.comment or "")
     except ValueError as exc:
         raise Failure(USAGE, f"--comment: {exc}") from None
-    found = await operations.request_of(ctx.client, workflow_id, timeout=ctx.timeout)
+    server, _ = ctx.server("decide")
+    found = await operations.request_of(server, workflow_id, timeout=ctx.timeout)
     if found is None:
         raise not_found(workflow_id)
     _, req = found
-    rnd = await operations.active_round(ctx.client, req, timeout=ctx.timeout)
+    rnd = await operations.active_round(server, req, timeout=ctx.timeout)
     wanted = args.approver.strip().casefold()
     approver = next((a for a in rnd.approvers if a.casefold() == wanted), None)
     if approver is None:
@@ -293,13 +376,13 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
         approve=args.decision == "approve", by=approver, comment=comment, at_ms=now_ms(), ip="cli",
         user_agent=user_agent(),
     )  # fmt: skip
-    outcome, state = await operations.decide(ctx.client, rnd.vote_of(approver), vote, timeout=ctx.timeout)
+    outcome, state = await operations.decide(server, rnd.vote_of(approver), vote, timeout=ctx.timeout)
     doc: dict[str, Any] = {"workflow_id": workflow_id, "approver": approver, "outcome": outcome}
     if outcome == "unknown" or state is None:
         raise Failure(
             NOT_FOUND, f"{workflow_id!r} has no vote for {approver} yet (the run is starting); try again", **doc
         )
-    progress = policy.progress(rnd, await operations.round_states(ctx.client, rnd, timeout=ctx.timeout))
+    progress = policy.progress(rnd, await operations.round_states(server, rnd, timeout=ctx.timeout))
     doc["progress"] = progress.to_json()
     if outcome == "recorded":
         doc["vote"] = vote.as_decision().to_json()
@@ -329,7 +412,14 @@ async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
         workflow_id, reason = parse_cancel(body, "application/json")
     except RequestError as exc:
         raise Failure(USAGE, f"invalid {exc}") from None
-    outcome = await operations.cancel(ctx.client, workflow_id, by=operator(), reason=reason, timeout=ctx.timeout)
+    if ctx.start is not None:
+        answer = await ctx.start.cancel(workflow_id, reason)
+        if answer.status == 409:  # it had ended: its status, as for the server
+            return Output(answer.doc, render_status(answer.doc), NOT_FOUND, "the request has already ended")
+        doc = answered(answer, workflow_id)
+        return Output(doc, fields(list(doc.items())))
+    server, _ = ctx.server()
+    outcome = await operations.cancel(server, workflow_id, by=operator(), reason=reason, timeout=ctx.timeout)
     if outcome is None:
         raise not_found(workflow_id)
     canceled, run = outcome
@@ -346,11 +436,25 @@ async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
 @dataclass(frozen=True, slots=True)
 class Context:
     settings: CliSettings
-    client: SendOnlyClient
+    #: The Resonate server (an operator's credentials), when configured.
+    client: SendOnlyClient | None
+    #: The start function (a start caller's credentials), when configured.
+    start: StartFunction | None = None
 
     @property
     def timeout(self) -> float:
-        return self.settings.resonate.timeout
+        return self.settings.resonate.timeout if self.settings.resonate is not None else 5.0
+
+    def server(self, command: str | None = None) -> tuple[SendOnlyClient, ResonateSettings]:
+        """The server's client, or the usage error of a command that needs one."""
+        if self.client is None or self.settings.resonate is None:
+            what = f"hitl {command}" if command else "this command"
+            raise Failure(
+                USAGE,
+                f"{what} needs the Resonate server (RESONATE_URL and an operator's RESONATE_TOKEN); "
+                "a start caller's credentials (HITL_START_URL) can start, wait, read and cancel, not decide",
+            )
+        return self.client, self.settings.resonate
 
 
 Command = Callable[[Context, argparse.Namespace], Coroutine[Any, Any, Output]]
@@ -370,7 +474,9 @@ def parser() -> Parser:
     p = Parser(
         prog="hitl",
         description="Operate durable human-in-the-loop approvals.",
-        epilog="Environment: RESONATE_URL (required), RESONATE_TOKEN, HITL_WORKER_GROUP, HITL_SERVER_TIMEOUT. "
+        epilog="Environment: an operator's RESONATE_URL, RESONATE_TOKEN, HITL_WORKER_GROUP, HITL_SERVER_TIMEOUT; "
+        "or a start caller's HITL_START_URL with HITL_START_AUTH=google, HITL_START_TOKEN, "
+        "HITL_START_TOKEN_COMMAND or HITL_WEBHOOK_SECRET (start, status, wait, cancel only). "
         "Exit codes: 0 ok (approved), 1 not found or conflict, 2 usage or configuration, "
         "3 server unavailable; wait: 4 rejected, 5 expired, 6 canceled, 7 timed out, 8 failed.",
     )
@@ -434,30 +540,55 @@ def _positive(raw: str) -> int:
 
 
 async def execute(run: Command, args: argparse.Namespace) -> Output:
+    import aiohttp
     from resonate.error import ServerError
 
     from hitl import operations
     from hitl.client.sendonly import send_only
+    from hitl.client.start_function import CredentialError, StartFunction, Tokens
     from hitl.settings import CliSettings, ConfigError
 
     try:
         settings = CliSettings.from_env()
     except ConfigError as exc:
         raise Failure(USAGE, f"{exc.var} {exc.reason}") from None
-    client = send_only(settings.resonate)
+    client = send_only(settings.resonate) if settings.resonate is not None else None
+    caller = settings.start
     try:
-        return await run(Context(settings, client), args)
+        async with contextlib.AsyncExitStack() as stack:
+            start = None
+            if caller is not None:
+                start = await stack.enter_async_context(
+                    StartFunction(
+                        caller.url,
+                        tokens=Tokens(
+                            token=caller.token,
+                            command=caller.token_command,
+                            google_audience=caller.url if caller.google else None,
+                        ),
+                        webhook_secret=caller.webhook_secret,
+                        timeout=caller.timeout,
+                    )
+                )
+            return await run(Context(settings, client, start), args)
     except operations.ServerUnavailable as exc:
-        raise Failure(UNAVAILABLE, f"the Resonate server at {settings.resonate.url} is unavailable: {exc}") from None
+        url = settings.resonate.url if settings.resonate else ""
+        raise Failure(UNAVAILABLE, f"the Resonate server at {url} is unavailable: {exc}") from None
     except ServerError as exc:
         if exc.code in (401, 403):
             raise Failure(
                 USAGE, f"the Resonate server refused the credentials ({exc.code}); check RESONATE_TOKEN"
             ) from None
         raise Failure(UNAVAILABLE, f"the Resonate server answered {exc.code}: {exc.message}") from None
+    except CredentialError as exc:
+        raise Failure(USAGE, str(exc)) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        url = caller.url if caller else ""
+        raise Failure(UNAVAILABLE, f"the start function at {url} is unreachable: {type(exc).__name__}") from None
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 2.0)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 2.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

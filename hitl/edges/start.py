@@ -1,7 +1,8 @@
 """The ``start`` function: start an approval, read its status, cancel it.
 
     POST /         a request body (JSON)   -> 202 pending, 200 done, 400/409/413/415, 401 (signature)
-    GET  /?workflow_id=ID[&wait=SECONDS]    -> 202 pending, 200 done, 404 (wait: a long poll, at most 60 s)
+    GET  /?workflow_id=ID[&wait=SECONDS]    -> 202 pending, 200 done, 404 (wait: a long poll, at most 60 s),
+                                               401 (signature: with a webhook secret, over the query string)
     POST /cancel   {"workflow_id", "reason"?} -> 202, 404, 409
 
 It parses, asks :mod:`hitl.operations`, and answers; it holds nothing between
@@ -51,14 +52,20 @@ class Start(Edge[StartSettings]):
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
             return json_response(413, {"error": f"the body must be at most {MAX_BODY_BYTES} bytes"})
-        if self.settings.webhook_secret is not None:
-            try:
-                signatures.verify(
-                    self.settings.webhook_secret, body, request.headers.get(signatures.HEADER), now=self.clock()
-                )
-            except signatures.SignatureError as exc:
-                return json_response(401, {"error": str(exc)})
-        return body
+        return self._unsigned(request, body) or body
+
+    def _unsigned(self, request: Request, signed: bytes) -> Response | None:
+        """The 401 for a request whose ``signed`` bytes (a POST's body, a GET's query string)
+        the webhook secret does not sign, when one is set; ``None`` when it may go on."""
+        if self.settings.webhook_secret is None:
+            return None
+        try:
+            signatures.verify(
+                self.settings.webhook_secret, signed, request.headers.get(signatures.HEADER), now=self.clock()
+            )
+        except signatures.SignatureError as exc:
+            return json_response(401, {"error": str(exc)})
+        return None
 
     async def start(self, request: Request) -> Response:
         body = await self._signed_body(request)
@@ -109,7 +116,14 @@ class Start(Edge[StartSettings]):
                 raise RequestError(400, name, str(exc)) from None
 
     async def status(self, request: Request) -> Response:
-        """The status; with ``wait=SECONDS`` (at most 60), as soon as the request ends (a long poll)."""
+        """The status; with ``wait=SECONDS`` (at most 60), as soon as the request ends (a long poll).
+
+        With a webhook secret (a public ``start``) the query string must be signed too: a
+        status carries the audit trail (who decided, when, from where, with which comment).
+        """
+        refused = self._unsigned(request, request.scope.get("query_string", b""))
+        if refused is not None:
+            return refused
         try:
             workflow_id = validate_workflow_id(request.query_params.get("workflow_id"))
             wait = parse_wait(request.query_params.get("wait"))

@@ -1,5 +1,6 @@
-"""Waiting for a decision without a polling loop of one's own: the long-poll GET, ``hitl wait``,
-``hitl start --wait``, and the CI gate script of examples/ci, against the local stack."""
+"""Waiting for a decision without a polling loop of one's own: the long-poll GET, and an
+operator's ``hitl wait`` and ``hitl start --wait`` over the server, against the local stack.
+(A pipeline's, over the start function, and the CI gate: test_pipeline.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -20,8 +20,6 @@ from support.stacks import local_stack
 from devstack.stack import PYTHON, ROOT, Stack
 
 pytestmark = pytest.mark.usefixtures("local")
-
-GATE = ROOT / "examples" / "ci" / "gate.sh"
 
 
 @pytest.fixture(scope="module")
@@ -119,29 +117,3 @@ def test_hitl_wait_codes_for_expired_canceled_timed_out_and_unknown(api: Api, en
 
     assert hitl(env, "wait", unique("nobody")).returncode == 1
     assert hitl(env, "wait", "x", "--timeout", "soon").returncode == 2
-
-
-def gate(env: dict[str, str], tmp_path: Path, body: dict[str, Any], timeout: str = "60s") -> subprocess.Popen[str]:
-    request = tmp_path / f"{body['workflow_id']}.json"
-    request.write_text(json.dumps(body))
-    return subprocess.Popen(
-        ["bash", str(GATE), str(request), timeout], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("act", "code", "says"), [("approve", 0, "gate: approved"), ("reject", 4, "gate: rejected"), (None, 5, "expired")]
-)
-def test_the_ci_gate_passes_only_an_approval(
-    api: Api, env: dict[str, str], tmp_path: Path, act: str | None, code: int, says: str
-) -> None:
-    body = api.request_body(deadline=2 if act is None else 600)
-    wf = body["workflow_id"]
-    proc = gate(env, tmp_path, body)
-    if act is not None:
-        api.decide(api.wait_email(wf)[act], act)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, (out, err)
-    assert says in out + err
-    # the deploy step of the examples runs only on exit 0: the same script, the same code

@@ -92,6 +92,12 @@ def test_a_signature_is_required_when_a_secret_is_set(server: Server) -> None:
         headers={"content-type": "application/json", signatures.HEADER: signatures.sign(secret, raw, int(time.time()))},
     )  # fmt: skip
     assert signed.status_code == 202
+    # a status read carries the audit trail: with a secret, its query string is signed too
+    query = "workflow_id=deploy-42&wait=0"
+    assert http.get(f"/?{query}").status_code == 401
+    good = {signatures.HEADER: signatures.sign(secret, query.encode(), int(time.time()))}
+    assert http.get(f"/?{query}", headers=good).status_code == 202
+    assert http.get("/?workflow_id=deploy-43&wait=0", headers=good).status_code == 401  # another query
 
 
 class DeadNetwork:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from infra_helpers import Terraform, cloudbuild, step_commands
+
+from hitl.security import signatures
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Cloud Build substitution -> the Terraform variable it must be passed as.
 VAR_FOR = {
@@ -117,6 +126,26 @@ def test_smoke_tests_start_with_an_identity_token() -> None:
     assert "start_url" in str(outputs["args"])
     assert "workflow_id=${_SMOKE_WORKFLOW_ID}" in script
     assert cloudbuild()["substitutions"]["_SMOKE_WORKFLOW_ID"]
+
+
+def test_smoke_signs_its_status_read_when_start_is_public(tmp_path: Path) -> None:
+    """With start_auth = "webhook" start answers no unsigned status: the smoke test reads the
+    secret (a file, never a command line) and signs the query with hitl's own signer."""
+    script = _step("smoke")["args"][1]
+    assert "webhook_secret_name" in str(_step("outputs")["args"])
+    assert 'gcloud secrets versions access latest --secret="$$secret_name"' in script
+    assert '"$$url?$$query"' in script and 'query="workflow_id=${_SMOKE_WORKFLOW_ID}"' in script
+    (line,) = [x for x in script.splitlines() if "python3 -c" in x]
+    code = line.split("python3 -c '", 1)[1].rsplit("' ", 1)[0]
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s3cret-of-the-webhook")
+    done = subprocess.run(
+        [sys.executable, "-c", code.replace("/tmp/webhook-secret", str(secret)), "workflow_id=cloudbuild-smoke"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    name, value = done.stdout.strip().split(": ", 1)
+    assert name == signatures.HEADER
+    signatures.verify(b"s3cret-of-the-webhook", b"workflow_id=cloudbuild-smoke", value, now=time.time())
 
 
 def test_smoke_accepts_only_starts_own_answer() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
@@ -133,10 +133,13 @@ class Api:
             sent[webhook.HEADER] = webhook.sign(self.target.webhook_secret.encode(), data, int(time.time()))
         return requests.post(self.start_url + path, data=data, headers=sent, timeout=TIMEOUT)
 
-    def status(self, workflow_id: str) -> requests.Response:
-        return requests.get(
-            self.start_url, params={"workflow_id": workflow_id}, headers=self.target.headers, timeout=TIMEOUT
-        )
+    def status(self, workflow_id: str, wait: float | None = None) -> requests.Response:
+        """``GET start?workflow_id=`` (a long poll with ``wait``), signed when the target has a webhook secret."""
+        query = urlencode({"workflow_id": workflow_id} | ({"wait": f"{wait:g}"} if wait is not None else {}))
+        sent = dict(self.target.headers)
+        if self.target.webhook_secret:
+            sent[webhook.HEADER] = webhook.sign(self.target.webhook_secret.encode(), query.encode(), int(time.time()))
+        return requests.get(f"{self.start_url}?{query}", headers=sent, timeout=TIMEOUT + (wait or 0))
 
     def wait_done(self, workflow_id: str, timeout: float = 20.0) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:

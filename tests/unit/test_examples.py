@@ -23,3 +23,13 @@ def test_github_actions_deploy_needs_the_gate() -> None:
 
 def test_the_gate_script_is_executable() -> None:
     assert (CI / "gate.sh").stat().st_mode & 0o111
+
+
+def test_no_ci_example_holds_the_servers_token() -> None:
+    """A pipeline holds only a start caller's credentials: with the server's token, it (or anyone
+    who can change it) could decide its own request (issue 15)."""
+    for example in ("cloudbuild.yaml", "github-actions.yml"):
+        text = (CI / example).read_text()
+        assert "HITL_START_URL" in text
+        code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())  # not the comments
+        assert "RESONATE_TOKEN" not in code and "RESONATE_URL" not in code, example

@@ -6,7 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from hitl.settings import ENV_VARS, ConfigError, StartSettings, UnblockSettings, WorkerSettings
+from hitl.settings import (
+    ENV_VARS,
+    CliSettings,
+    ConfigError,
+    StartCaller,
+    StartSettings,
+    UnblockSettings,
+    WorkerSettings,
+)
 
 KEY = "k" * 32
 BASE = {"RESONATE_URL": "http://127.0.0.1:8001/"}
@@ -66,3 +74,21 @@ def test_the_signing_key_must_be_long_enough() -> None:
         UnblockSettings.from_env({**BASE, "HITL_SIGNING_KEY": "short"})
     with pytest.raises(ConfigError, match="SMTP_PASSWORD"):
         WorkerSettings.from_env({**WORKER, "SMTP_USERNAME": "u"})
+
+
+def test_the_cli_is_an_operators_or_a_start_callers() -> None:
+    operator = CliSettings.from_env({"RESONATE_URL": "http://server:8001", "RESONATE_TOKEN": "t"})
+    assert operator.resonate is not None and operator.start is None
+    pipeline = CliSettings.from_env({"HITL_START_URL": "https://start.example/", "HITL_WEBHOOK_SECRET": "s"})
+    assert pipeline.resonate is None
+    assert pipeline.start == StartCaller("https://start.example", webhook_secret=b"s")
+    google = CliSettings.from_env({"HITL_START_URL": "https://start.example", "HITL_START_AUTH": "google"})
+    assert google.start is not None and google.start.google
+    with pytest.raises(ConfigError) as both:
+        CliSettings.from_env({"HITL_START_URL": "https://s", "HITL_START_AUTH": "google", "HITL_START_TOKEN": "t"})
+    assert both.value.var == "HITL_START_AUTH"
+    with pytest.raises(ConfigError) as neither:
+        CliSettings.from_env({})
+    assert neither.value.var == "RESONATE_URL"
+    with pytest.raises(ConfigError):
+        CliSettings.from_env({"HITL_START_URL": "https://s", "HITL_START_AUTH": "aws"})
