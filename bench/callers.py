@@ -5,6 +5,8 @@
   approver's POST returned to the run's result settled (the resume, as in the
   latency section), to the caller's promise settled (pushed to a listener), and
   to the webhook's event received.
+- :func:`start_cost`: what ``start`` costs with 0, 1 and 2 promise targets (each read and
+  claimed before the run exists): the POST's round trip, the server's and the function's CPU;
 - :func:`waiting_cost`: N callers waiting on N pending requests through ``start``,
   first with the long poll (``GET ?workflow_id=&wait=60``: the server pushes the
   end), then polling the status once a second, as a caller without it would: the
@@ -29,7 +31,7 @@ from resonate.types import Value
 from bench.driving import cpu_ms_per_s, measured_runs
 from bench.full_stack import StackDriver, driven_stack, email_name, idle, request_body
 from bench.stats import summary
-from devstack.procstats import rss_kib, tree
+from devstack.procstats import cpu_s, rss_kib, tree
 
 Progress = Callable[[str], None]
 
@@ -70,8 +72,7 @@ class Receiver:
 
 async def delivery_latency(d: StackDriver, receiver: Receiver, runs: int, progress: Progress) -> dict[str, Any]:
     async def one(wid: str) -> tuple[float, float, float]:
-        caller = f"caller-{uuid.uuid4().hex[:12]}:1"
-        await d.listen.promises.create(caller, int(time.time() * 1000) + 3_600_000, Value(), {})
+        caller = await caller_promise(d)
         body = {
             **request_body(wid),
             "on_decision": [{"type": "promise", "id": caller}, {"type": "webhook", "url": receiver.url}],
@@ -98,6 +99,45 @@ async def delivery_latency(d: StackDriver, receiver: Receiver, runs: int, progre
         "post_returned_to_caller_promise_ms": summary(promise_ms, "ms"),
         "post_returned_to_webhook_ms": summary(hook_ms, "ms"),
     }
+
+
+#: A caller's promise outlives the request it is given to (7 days by default): a month.
+CALLER_PROMISE_MS = 30 * 86_400_000
+
+
+async def caller_promise(d: StackDriver) -> str:
+    """A pending promise of a caller's own workflow (another origin), as its ``ctx.promise()`` makes it."""
+    caller = f"caller-{uuid.uuid4().hex[:12]}:1"
+    await d.listen.promises.create(caller, int(time.time() * 1000) + CALLER_PROMISE_MS, Value(), {})
+    return caller
+
+
+async def start_cost(d: StackDriver, runs: int, progress: Progress) -> dict[str, Any]:
+    """What ``start`` costs with promise targets in ``on_decision``: the POST's round trip, and the
+    CPU the server and the ``start`` function spend per start, with 0, 1 and 2 promise targets
+    (each target is read and claimed before the run is created: hitl.bindings)."""
+    assert d.stack.server is not None
+    assert d.stack.start_fn is not None
+    server, start = [d.stack.server.popen.pid], tree(d.stack.start_fn.popen.pid)
+    out: dict[str, Any] = {}
+    for targets in (0, 1, 2):
+        bodies = []
+        for _ in range(runs):
+            body = request_body(f"cost-{uuid.uuid4().hex[:12]}")
+            if targets:
+                body["on_decision"] = [{"type": "promise", "id": await caller_promise(d)} for _ in range(targets)]
+            bodies.append(body)
+        await idle(server + start, 30)
+        cpu0 = cpu_s(server + start)
+        times = []
+        for body in bodies:
+            t0 = time.perf_counter()
+            await d.start(body)
+            times.append((time.perf_counter() - t0) * 1000)
+        cpu = 1000 * (cpu_s(server + start) - cpu0) / runs
+        progress(f"start with {targets} promise target(s): median {sorted(times)[len(times) // 2]:.2f} ms")
+        out[str(targets)] = {"post_ms": summary(times, "ms"), "cpu_ms_per_start": cpu}
+    return out
 
 
 async def waiting_cost(d: StackDriver, waiters: int, window_s: float, progress: Progress) -> dict[str, Any]:
@@ -169,6 +209,8 @@ async def section_callers(tmp: Path, cfg: Any, progress: Progress, durable: bool
         async with driven_stack(tmp / "callers", durable=durable, env=env) as d:
             progress("callers: delivery latency")
             out = await delivery_latency(d, receiver, cfg.stack_runs, progress)
+            progress("callers: what start costs with promise targets")
+            out["start_cost"] = await start_cost(d, cfg.stack_runs, progress)
             progress(f"callers: the cost of {cfg.waiters} waiters")
             out["waiting"] = await waiting_cost(d, cfg.waiters, cfg.waiter_window_s, progress)
             return out

@@ -543,6 +543,9 @@ def table(results: dict[str, Any]) -> str:
         row("  unblock POST returned -> run settled (the resume, beside)", cb["post_returned_to_settled_ms"])
         row("  unblock POST returned -> caller's promise settled (pushed)", cb["post_returned_to_caller_promise_ms"])
         row("  unblock POST returned -> webhook event received", cb["post_returned_to_webhook_ms"])
+        for n, c in (cb.get("start_cost") or {}).items():
+            row(f"  POST start with {n} promise target(s), round trip", c["post_ms"])
+            lines.append(f"    CPU per start, server + start function: {c['cpu_ms_per_start']:.2f} ms")
         w = cb["waiting"]
         lines.append(
             f"  {w['waiters']} callers waiting on pending requests through start, CPU ms/s (server / start function):"
