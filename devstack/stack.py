@@ -228,11 +228,31 @@ class FunctionProc(Proc):
         self.ready_or_stop(lambda: wait_until(up, timeout=20.0, what=f"{target} to listen"))
 
 
+#: The command that runs the development sign-in (devstack.signin; its arguments follow).
+SIGNIN = (PYTHON, "-m", "devstack.signin")
+#: The audience the development sign-in's assertions carry (unblock's HITL_IAP_AUDIENCE).
+DEV_AUDIENCE = "/projects/0/locations/local/services/hitl-unblock"
+
+
+class SignInProc(Proc):
+    """The development sign-in (``devstack.signin``) on ``port``, in front of ``upstream``."""
+
+    def __init__(self, log_dir: Path, *, port: int, upstream: str, key: Path) -> None:
+        args = [*SIGNIN, "--port", str(port), "--upstream", upstream, "--audience", DEV_AUDIENCE, "--key", str(key)]
+        super().__init__("signin", args, log_dir=log_dir)
+        line = self.ready_or_stop(lambda: self.wait_for_line("dev sign-in listening on "))
+        self.url = line.split()[-1]
+        self.keys_url = self.url + "/_dev_iap/jwk"
+
+
 class Stack:
     """The whole local system: server, SMTP sink, workers, ``start`` and ``unblock``.
 
     ``state`` holds the logs, the inbox and (when ``durable``) the server's
-    database. Port 0 means "any free port". ``server_command`` and
+    database. Port 0 means "any free port". With ``sign_in``, approvers sign in:
+    ``unblock`` checks IAP assertions, and the development sign-in
+    (:mod:`devstack.signin`) stands where IAP would, on the unblock port, in front of
+    the function (which then listens on a port of its own). ``server_command`` and
     ``sink_command`` replace the commands that run the server and the sink
     (see :class:`LocalServerProc` and :class:`SmtpSinkProc`); ``server_timeout``
     bounds the server's start.
@@ -253,6 +273,7 @@ class Stack:
         server_command: Sequence[str] = LOCALSERVER,
         server_timeout: float = 15.0,
         sink_command: Sequence[str] = SMTPSINK,
+        sign_in: bool = False,
     ) -> None:
         self.state = state
         self.logs = state / "logs"
@@ -267,6 +288,8 @@ class Stack:
         self._server_timeout = server_timeout
         self._sink_command = sink_command
         self._env = dict(env or {})
+        self.sign_in = sign_in
+        self.signin: SignInProc | None = None
         self.server: LocalServerProc | None = None
         self.sink: SmtpSinkProc | None = None
         self.start_fn: FunctionProc | None = None
@@ -295,8 +318,17 @@ class Stack:
             "RESONATE_URL": self.server.url,
             "HITL_SIGNING_KEY": self.signing_key,
             "HITL_LOG_FORMAT": "text",
+            **({"HITL_SIGN_IN": "iap"} if self.sign_in else {}),
             **self._env,
         }
+
+    def unblock_env(self) -> dict[str, str]:
+        """The function's environment, and with sign-in where its assertions' keys are."""
+        env = self.function_env()
+        if self.sign_in:
+            env["HITL_IAP_AUDIENCE"] = DEV_AUDIENCE
+            env["HITL_IAP_KEYS_URL"] = f"http://127.0.0.1:{self._ports['unblock']}/_dev_iap/jwk"
+        return env
 
     def worker_env(self) -> dict[str, str]:
         assert self.sink is not None
@@ -329,7 +361,12 @@ class Stack:
             if not self._ports["unblock"]:
                 self._ports["unblock"] = free_port()
             self.start_fn = FunctionProc(self.logs, "start", self.function_env(), port=self._ports["start"])
-            self.unblock_fn = FunctionProc(self.logs, "unblock", self.function_env(), port=self._ports["unblock"])
+            function_port = free_port() if self.sign_in else self._ports["unblock"]
+            self.unblock_fn = FunctionProc(self.logs, "unblock", self.unblock_env(), port=function_port)
+            if self.sign_in:
+                self.signin = SignInProc(
+                    self.logs, port=self._ports["unblock"], upstream=self.unblock_fn.url, key=self.state / "signin.pem"
+                )
             for _ in range(workers):
                 self.add_worker()
         except BaseException:
@@ -338,7 +375,7 @@ class Stack:
         return self
 
     def processes(self) -> list[Proc]:
-        procs: list[Proc | None] = [*self.workers, self.start_fn, self.unblock_fn, self.sink, self.server]
+        procs: list[Proc | None] = [*self.workers, self.start_fn, self.signin, self.unblock_fn, self.sink, self.server]
         return [p for p in procs if p is not None]
 
     def stop(self) -> None:

@@ -65,11 +65,12 @@ from resonate.resonate import Resonate
 from resonate.retry import Exponential
 from resonate.types import Value
 
-from hitl import delivery
+from hitl import delivery, inboxes
 from hitl.client import runs
 from hitl.clock import now_ms
-from hitl.model import policy
-from hitl.model.policy import RUN_MARGIN, WORKFLOW
+from hitl.inboxes import Inboxes
+from hitl.model import inbox, policy
+from hitl.model.policy import WORKFLOW
 from hitl.model.records import (
     Canceled,
     Closed,
@@ -101,11 +102,6 @@ OPEN_VOTES = "approval.open_votes"
 NOTIFY_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
 
 
-def started_at(run_timeout_at_ms: int, lay: policy.Layout) -> int:
-    """When the run started (ms), derived from its fixed timeout."""
-    return run_timeout_at_ms - 1000 * lay.total_seconds - int(RUN_MARGIN.total_seconds() * 1000)
-
-
 async def _settled(future: ResonateFuture[Any]) -> tuple[bool, object]:
     """``(True, value)`` of a settled vote promise, ``(False, None)`` while it is open.
 
@@ -125,17 +121,17 @@ async def _settled(future: ResonateFuture[Any]) -> tuple[bool, object]:
 REJECTED = object()
 
 
-def _state(value: object, approver: str) -> VoteState:
+def _state(value: object, approver: str, req: ApprovalRequest) -> VoteState:
     if value is REJECTED:
         return Invalid("the promise was rejected, not resolved with a vote")
-    return vote_state(value, approver)
+    return vote_state(value, approver, signed_in_only=req.sign_in_required)
 
 
 async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     req = ApprovalRequest.from_json(request)
     lay = policy.layout(req)
     timeout_at = ctx.info.timeout_at
-    start = started_at(timeout_at, lay)
+    start = policy.started_at(timeout_at, lay)
 
     # Each vote lives as long as the run: asked for the run's whole life, the SDK caps it at
     # the run's deadline. (``ctx.promise`` takes its timeout as an argument and ignores
@@ -147,7 +143,7 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     read = dict(zip(created, [await _settled(v) for v in votes], strict=True))
     open_now = [id for id, (settled, _) in read.items() if not settled]
     approver_of = {id: a for r in lay.rounds for a, id in zip(r.approvers, r.vote_ids, strict=True)}
-    states = {id: _state(value, approver_of[id]) if settled else None for id, (settled, value) in read.items()}
+    states = {id: _state(value, approver_of[id], req) if settled else None for id, (settled, value) in read.items()}
 
     final: Decision | None = None
     ends: list[RoundEnd] = []
@@ -163,7 +159,7 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     assert final is not None
 
     if ends[-1].open:
-        await ctx.run(CLOSE, list(ends[-1].open), final.to_json())
+        await ctx.run(CLOSE, list(ends[-1].open), final.to_json(), req, start)
         if open_now:  # closed now, but this execution read them open: read them again, settled
             raise Suspended  # (the server answers at once: they are settled, so the run goes on)
     counted = {id for end in ends for id in end.counted}
@@ -219,15 +215,23 @@ async def _ask(ctx: Context, req: ApprovalRequest, rnd: policy.Round, ends_at: i
 
 
 async def schedule_round(ctx: Context, req: ApprovalRequest, index: int, ends_at: int, run_timeout_at: int) -> None:
-    """Create the round's deferred runs: its expiry at ``ends_at``, its reminders before."""
+    """Create the round's deferred runs (its expiry at ``ends_at``, its reminders before) and,
+    with inboxes, its approvers' entries (:mod:`hitl.inboxes`)."""
     promises = ctx.get_dependency(Promises)
     group = ctx.get_dependency(runs.Group).name
     wf = req.workflow_id
-    rnd = policy.layout(req).rounds[index]
-    # The expiry run carries the vote ids alone, not the request: the server holds its
-    # param for as long as the request waits (issue 5: server memory per waiting request).
+    lay = policy.layout(req)
+    rnd = lay.rounds[index]
+    entries: list[str] = []
+    if ctx.get_dependency(Inboxes).enabled:
+        mine = [e for e in inbox.entries(req, policy.started_at(run_timeout_at, lay)) if e.round == index]
+        await inboxes.ask(promises, mine, run_timeout_at)
+        entries = [e.id for e in mine]
+    # The expiry run carries the vote ids (and entry ids) alone, not the request: the server holds
+    # its param for as long as the request waits (issue 5: server memory per waiting request).
+    args: tuple[Any, ...] = (list(rnd.vote_ids), entries) if entries else (list(rnd.vote_ids),)
     await runs.create(
-        promises, f"{wf}:r{index}.expiry", EXPIRY, (list(rnd.vote_ids),),
+        promises, f"{wf}:r{index}.expiry", EXPIRY, args,
         group=group, timeout_at=run_timeout_at, parent=wf, not_before=ends_at,
     )  # fmt: skip
     for before in rnd.remind:
@@ -267,20 +271,30 @@ async def round_end(
     return end
 
 
-async def close(ctx: Context, ids: Sequence[str], final: dict[str, Any]) -> None:
-    """Settle every promise of the request still open, so its links show the outcome."""
+async def close(
+    ctx: Context,
+    ids: Sequence[str],
+    final: dict[str, Any],
+    req: ApprovalRequest | None = None,
+    started_at_ms: int | None = None,
+) -> None:
+    """Settle every vote of the request still open, so its links show the outcome (and, with
+    inboxes, their entries: the request leaves its approvers' inboxes)."""
     promises = ctx.get_dependency(Promises)
     marker = Value(data=Closed(Decision.from_json(final)).to_json())
-    for id in ids:
-        await promises.resolve(id, marker)
+    settled = [(id, await promises.resolve(id, marker)) for id in ids]
+    if ctx.get_dependency(Inboxes).enabled and req is not None and started_at_ms is not None:
+        entry_of = {e.vote_id: e.id for e in inbox.entries(req, started_at_ms)}
+        await inboxes.close(promises, [(entry_of[id], record) for id, record in settled if id in entry_of])
 
 
-async def expire(ctx: Context, vote_ids: list[str]) -> None:
-    """Settle the open votes as expired (a vote already cast keeps its decision)."""
+async def expire(ctx: Context, vote_ids: list[str], entry_ids: list[str] | None = None) -> None:
+    """Settle the open votes as expired (a vote already cast keeps its decision), and their entries."""
     promises = ctx.get_dependency(Promises)
     value = Value(data=Expired(now_ms()).to_json())
-    for id in vote_ids:
-        await promises.resolve(id, value)
+    settled = [await promises.resolve(id, value) for id in vote_ids]
+    if entry_ids:
+        await inboxes.close(promises, zip(entry_ids, settled, strict=True))
 
 
 async def open_votes(ctx: Context, vote_ids: list[str]) -> list[str] | None:
@@ -295,9 +309,9 @@ async def open_votes(ctx: Context, vote_ids: list[str]) -> list[str] | None:
 # -- the deferred runs -----------------------------------------------------------------
 
 
-async def approval_expiry(ctx: Context, vote_ids: list[str]) -> None:
+async def approval_expiry(ctx: Context, vote_ids: list[str], entry_ids: list[str] | None = None) -> None:
     """Runs at a round's deadline: settle its open votes as expired (first settle wins)."""
-    await ctx.run(EXPIRE, vote_ids)
+    await ctx.run(EXPIRE, vote_ids, entry_ids)
 
 
 async def approval_reminder(ctx: Context, request: dict[str, Any], index: int, ends_at: int, before: int) -> None:

@@ -18,10 +18,12 @@ from resonate.promises import Promises
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ResonateError
 
-from hitl import bindings
+from hitl import bindings, inboxes
 from hitl.client import runs
 from hitl.clock import iso, now_ms
 from hitl.model import policy
+from hitl.model.inbox import entries as inbox_entries
+from hitl.model.inbox import entry_id
 from hitl.model.records import (
     Attempt,
     Canceled,
@@ -284,30 +286,30 @@ def _request_in(root: PromiseRecord) -> tuple[PromiseRecord, ApprovalRequest] | 
         return None
 
 
-async def _states(client: Client, rnd: policy.Round, timeout: float) -> list[VoteState]:
+async def _states(client: Client, req: ApprovalRequest, rnd: policy.Round, timeout: float) -> list[VoteState]:
     records = await asyncio.gather(*(_get(client, id, timeout) for id in rnd.vote_ids))
-    return [_state_of(r, a) for r, a in zip(records, rnd.approvers, strict=True)]
+    return [_state_of(r, a, req) for r, a in zip(records, rnd.approvers, strict=True)]
 
 
-def _state_of(record: PromiseRecord | None, approver: str) -> VoteState:
+def _state_of(record: PromiseRecord | None, approver: str, req: ApprovalRequest) -> VoteState:
     """What ``approver``'s vote promise holds, read as the run reads it (strictly)."""
     if record is None or record.state == "pending":
         return None
     if record.state != "resolved":
         return Invalid(f"the promise was {record.state}, not resolved with a vote")
-    return vote_state(record.value.data, approver)
+    return vote_state(record.value.data, approver, signed_in_only=req.sign_in_required)
 
 
-async def round_states(client: Client, rnd: policy.Round, *, timeout: float) -> list[VoteState]:
+async def round_states(client: Client, req: ApprovalRequest, rnd: policy.Round, *, timeout: float) -> list[VoteState]:
     """The states of ``rnd``'s votes, in its approvers' order."""
-    return await _states(client, rnd, timeout)
+    return await _states(client, req, rnd, timeout)
 
 
 async def active_round(client: Client, req: ApprovalRequest, *, timeout: float) -> policy.Round:
     """The round asking now: the first, or the next once a round's deadline passed (escalation)."""
     lay = policy.layout(req)
     for rnd in lay.rounds[:-1]:
-        if not any(isinstance(s, Expired) for s in await _states(client, rnd, timeout)):
+        if not any(isinstance(s, Expired) for s in await _states(client, req, rnd, timeout)):
             return rnd
     return lay.rounds[-1]
 
@@ -325,24 +327,35 @@ async def read(client: Client, vote_id: str, *, timeout: float) -> Approval | No
     mine = rnd.vote_ids.index(vote_id)
     if records[mine] is None:  # the run has not created its votes yet
         return None
-    votes = tuple(_state_of(r, a) for r, a in zip(records, rnd.approvers, strict=True))
+    votes = tuple(_state_of(r, a, req) for r, a in zip(records, rnd.approvers, strict=True))
     return Approval(request=req, round=rnd, vote=votes[mine], result=RunStatus.of(root).result, votes=votes)
 
 
 DecideOutcome = Literal["recorded", "already", "closed", "unknown"]
 
 
-async def decide(client: Client, vote_id: str, vote: Vote, *, timeout: float) -> tuple[DecideOutcome, Approval | None]:
+async def decide(
+    client: Client, vote_id: str, vote: Vote, *, timeout: float, inbox_deadline_s: int | None = None
+) -> tuple[DecideOutcome, Approval | None]:
     """Record an approver's vote. ``recorded`` if it counted; ``already`` if they had
     decided; ``closed`` if the request had ended; ``unknown`` if there is no such vote.
 
     One settle, and beside it one read of the request (for the page's subject): the
     server keeps the first settle, so a vote already cast, a cancel, a deadline or the
     run's close answer the settle with what they stored, and nothing else is read.
+    With inboxes (``inbox_deadline_s``: the round's deadline, as the link carries it),
+    the approver's entry is then settled with what the vote holds: one more settle.
     """
-    settle = _bounded(client.promises.resolve(vote_id, Value(data=vote.to_json())), timeout)
+
+    async def settle() -> PromiseRecord:
+        record = await _bounded(client.promises.resolve(vote_id, Value(data=vote.to_json())), timeout)
+        if inbox_deadline_s is not None:
+            entry = entry_id(vote.by, inbox_deadline_s, vote_id)
+            await _bounded(inboxes.close(client.promises, [(entry, record)]), timeout)
+        return record
+
     try:
-        record, found = await asyncio.gather(settle, request_of(client, origin_of(vote_id), timeout=timeout))
+        record, found = await asyncio.gather(settle(), request_of(client, origin_of(vote_id), timeout=timeout))
     except ServerError as exc:
         if exc.code == 404:
             return "unknown", None
@@ -353,7 +366,7 @@ async def decide(client: Client, vote_id: str, vote: Vote, *, timeout: float) ->
     rnd = policy.layout(req).round_of(vote_id)
     if rnd is None:
         return "unknown", None
-    state = _state_of(record, rnd.approvers[rnd.vote_ids.index(vote_id)])
+    state = _state_of(record, rnd.approvers[rnd.vote_ids.index(vote_id)], req)
     approval = Approval(req, rnd, state, RunStatus.of(root).result)
     if state == vote:
         return "recorded", approval
@@ -361,10 +374,11 @@ async def decide(client: Client, vote_id: str, vote: Vote, *, timeout: float) ->
 
 
 async def cancel(
-    client: Client, workflow_id: str, *, by: str, reason: str, timeout: float
+    client: Client, workflow_id: str, *, by: str, reason: str, timeout: float, inboxes_on: bool = False
 ) -> tuple[bool, RunStatus] | None:
     """Cancel a pending request: ``(True, status)`` if this canceled it, ``(False, status)``
-    if it had already ended, ``None`` if there is no such request."""
+    if it had already ended, ``None`` if there is no such request. With ``inboxes_on``, the
+    votes' entries are settled too (the request leaves its approvers' inboxes)."""
     found = await request_of(client, workflow_id, timeout=timeout)
     if found is None:
         return None
@@ -379,7 +393,17 @@ async def cancel(
         )
     )
     canceled = any(vote_state(r.value.data) == marker for r in records if r.state == "resolved")
+    if inboxes_on:
+        started = policy.started_at(root.timeout_at, policy.layout(req))
+        entries = inbox_entries(req, started)
+        await _bounded(inboxes.close(client.promises, zip((e.id for e in entries), records, strict=True)), timeout)
     return canceled, RunStatus(workflow_id, "pending")
+
+
+async def inbox(client: Client, addresses: list[str], *, now_ms: int, timeout: float) -> inboxes.Listing:
+    """What waits for the person with ``addresses`` (:func:`hitl.inboxes.listing`), bounded by ``timeout``
+    (twice: a first view may make the person's fences)."""
+    return await _bounded(inboxes.listing(client.promises, addresses, now_ms=now_ms), 2 * timeout)
 
 
 async def pending(
@@ -397,5 +421,5 @@ async def pending(
             continue
         req = found[1]
         active = await active_round(client, req, timeout=timeout)
-        out.append((req, active.index, policy.progress(active, await _states(client, active, timeout))))
+        out.append((req, active.index, policy.progress(active, await _states(client, req, active, timeout))))
     return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, get_args
 from urllib.parse import urlsplit
@@ -33,6 +33,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "HITL_WEBHOOK_SECRET",
         "HITL_SLACK_ALLOWED_HOSTS",
         "HITL_WEBHOOK_ALLOWED_HOSTS",
+        "HITL_SIGN_IN",
         "HITL_LOG_FORMAT",
         "GOOGLE_CLOUD_PROJECT",
     ),
@@ -41,6 +42,10 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "RESONATE_TOKEN",
         "HITL_SERVER_TIMEOUT",
         "HITL_SIGNING_KEY",
+        "HITL_SIGN_IN",
+        "HITL_IAP_AUDIENCE",
+        "HITL_IAP_KEYS_URL",
+        "HITL_APPROVER_ALIASES",
         "HITL_LOG_FORMAT",
         "GOOGLE_CLOUD_PROJECT",
     ),
@@ -57,6 +62,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
         "HITL_NOTIFY_TIMEOUT",
         "HITL_NOTIFY_WEBHOOK_SECRET",
         "HITL_DELIVERY_RETRY_FOR",
+        "HITL_SIGN_IN",
         "HITL_LOG_FORMAT",
         "GOOGLE_CLOUD_PROJECT",
         "SMTP_HOST",
@@ -94,6 +100,8 @@ MIN_SIGNING_KEY_BYTES = 32
 
 LogFormat = Literal["json", "text"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
+#: How approvers are identified: by their signed link alone, or signed in through IAP as well.
+SignInMode = Literal["none", "iap"]
 
 
 class ConfigError(ValueError):
@@ -196,6 +204,8 @@ class StartSettings:
     #: When set, every POST must carry a valid ``X-Hitl-Signature`` header.
     webhook_secret: bytes | None = None
     hosts: ChannelHosts = ChannelHosts()
+    #: How this deployment's approvers are identified (a request may require sign-in only with ``iap``).
+    sign_in: SignInMode = "none"
     log_format: LogFormat = "json"
     project: str | None = None
 
@@ -207,27 +217,69 @@ class StartSettings:
             resonate=_resonate(r),
             webhook_secret=secret.encode() if secret else None,
             hosts=_hosts(r),
+            sign_in=r.choice("HITL_SIGN_IN", "none", get_args(SignInMode)),
             log_format=r.log_format(),
             project=r.project(),
         )
 
 
 @dataclass(frozen=True, slots=True)
+class SignIn:
+    """Approvers sign in through Identity-Aware Proxy: ``unblock`` checks IAP's assertion."""
+
+    #: The assertion's audience: ``/projects/NUMBER/locations/REGION/services/NAME`` for a
+    #: Cloud Run service with IAP (Terraform sets it).
+    audience: str
+    #: Where the signing keys are published (a JWK set); ``None``: IAP's own.
+    keys_url: str | None = None
+    #: An approver's other addresses, by address (casefolded): a person signed in with any
+    #: of them is that approver.
+    aliases: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def same_person(self, signed_in: str, approver: str) -> bool:
+        """Whether the account ``signed_in`` is ``approver`` (case-insensitive, or an alias)."""
+        a, b = signed_in.casefold(), approver.casefold()
+        return a == b or a in self.aliases.get(b, frozenset())
+
+
+@dataclass(frozen=True, slots=True)
 class UnblockSettings:
     resonate: ResonateSettings
     signing_key: bytes
+    #: ``None``: the signed link alone identifies an approver.
+    sign_in: SignIn | None = None
     log_format: LogFormat = "json"
     project: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UnblockSettings:
         r = _Reader("unblock", os.environ if env is None else env)
+        sign_in = None
+        if r.choice("HITL_SIGN_IN", "none", get_args(SignInMode)) == "iap":
+            keys_url = r.url("HITL_IAP_KEYS_URL") if r.get("HITL_IAP_KEYS_URL") else None
+            sign_in = SignIn(r.require("HITL_IAP_AUDIENCE"), keys_url, _aliases(r.get("HITL_APPROVER_ALIASES")))
         return cls(
             resonate=_resonate(r),
             signing_key=r.signing_key("HITL_SIGNING_KEY"),
+            sign_in=sign_in,
             log_format=r.log_format(),
             project=r.project(),
         )
+
+
+def _aliases(raw: str | None) -> dict[str, frozenset[str]]:
+    """``HITL_APPROVER_ALIASES``: groups of one person's addresses, ``a@x=b@y``, separated by
+    spaces or commas; each address maps to the others of its group (casefolded)."""
+    out: dict[str, frozenset[str]] = {}
+    for group in (raw or "").replace(",", " ").split():
+        addresses = [a.strip().casefold() for a in group.split("=")]
+        if len(addresses) < 2 or any("@" not in a or not a for a in addresses):
+            raise ConfigError(
+                "HITL_APPROVER_ALIASES", f"must be groups like a@example.com=b@example.com, got {group!r}"
+            )
+        for a in addresses:
+            out[a] = out.get(a, frozenset()) | frozenset(x for x in addresses if x != a)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +364,8 @@ class WorkerSettings:
     notify_webhook_secret: bytes | None = None
     #: How long a decision's delivery to a caller's webhook or promise is retried.
     delivery_retry_for: timedelta = timedelta(days=1)
+    #: With ``iap``, approvers sign in and have inboxes: the run keeps their entries.
+    sign_in: SignInMode = "none"
     log_format: LogFormat = "json"
     project: str | None = None
 
@@ -341,6 +395,7 @@ class WorkerSettings:
             notify_timeout=r.number("HITL_NOTIFY_TIMEOUT", 10.0),
             notify_webhook_secret=(r.get("HITL_NOTIFY_WEBHOOK_SECRET") or "").encode() or None,
             delivery_retry_for=timedelta(seconds=r.number("HITL_DELIVERY_RETRY_FOR", 86_400.0, minimum=0.0)),
+            sign_in=r.choice("HITL_SIGN_IN", "none", get_args(SignInMode)),
             log_format=r.log_format(),
             project=r.project(),
         )

@@ -30,6 +30,7 @@ from hitl import approval, logs
 from hitl.client import runs
 from hitl.client.polling import PollSource, polling
 from hitl.delivery import Deliverer
+from hitl.inboxes import Inboxes
 from hitl.notify.dispatcher import Notifier
 from hitl.settings import ConfigError, LogFormat, WorkerSettings
 
@@ -74,6 +75,7 @@ def build(settings: WorkerSettings) -> tuple[Resonate, PollSource]:
     )
     resonate.with_dependency(resonate.promises)
     resonate.with_dependency(runs.Group(settings.resonate.group))
+    resonate.with_dependency(Inboxes(enabled=settings.sign_in == "iap"))
     approval.register(resonate)
     return resonate, source
 

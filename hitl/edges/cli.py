@@ -95,6 +95,21 @@ def user_agent() -> str:
     return f"hitl-cli/{version()}"
 
 
+def principal(settings: CliSettings) -> str:
+    """Who decides through the CLI, as a vote records it: the ``sub`` the operator's server
+    token names (read, not verified: the server verified it), else their account here."""
+    token = settings.resonate.token if settings.resonate is not None else None
+    if token and token.count(".") == 2:
+        import base64
+
+        payload = token.split(".")[1]
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            sub = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("sub")
+            if isinstance(sub, str) and sub:
+                return sub
+    return operator().removeprefix("cli:")
+
+
 def operator() -> str:
     """Who runs the CLI, as recorded in a cancel: ``cli:<$USER>``."""
     name = os.environ.get("USER", "")
@@ -143,8 +158,12 @@ def render_status(run: dict[str, Any]) -> str:
         ]
     text = fields(pairs)
     if decisions:
-        rows = [[d.get("decided_at"), d.get("by"), d.get("decision"), d.get("ip"), d.get("comment")] for d in decisions]
-        text += "\n\n" + table(["DECIDED_AT", "BY", "DECISION", "FROM", "COMMENT"], rows)
+        rows = [
+            [d.get("decided_at") or "-", d.get("by"), d.get("decision") + (" (late)" if d.get("late") else ""),
+             identified(d.get("identity")), d.get("ip"), d.get("comment") or d.get("error") or ""]
+            for d in decisions
+        ]  # fmt: skip
+        text += "\n\n" + table(["DECIDED_AT", "BY", "DECISION", "IDENTIFIED", "FROM", "COMMENT"], rows)
     if run.get("on_decision"):
         rows = [
             [d.get("type"), d.get("id") or d.get("host"), d.get("state"), d.get("attempts"), d.get("last_attempt_at") or "-",
@@ -153,6 +172,15 @@ def render_status(run: dict[str, Any]) -> str:
         ]  # fmt: skip
         text += "\n\n" + table(["DELIVERY", "TO", "STATE", "ATTEMPTS", "LAST_ATTEMPT", "ERROR"], rows)
     return text
+
+
+def identified(identity: Any) -> str:
+    """How a vote's person was identified, in a word: ``iap:<email>``, ``link``, ``cli:<principal>``."""
+    if not isinstance(identity, dict):
+        return "-"
+    method = str(identity.get("method", "-"))
+    who = identity.get("email") if method == "iap" else identity.get("principal") if method == "cli" else None
+    return f"{method}:{who}" if who else method
 
 
 def render_progress(progress: Progress) -> list[tuple[str, Any]]:
@@ -351,7 +379,7 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
     from hitl import operations
     from hitl.clock import now_ms
     from hitl.model import policy
-    from hitl.model.records import Vote
+    from hitl.model.records import Identity, Vote
 
     workflow_id = valid_id(args.workflow_id)
     try:
@@ -374,15 +402,20 @@ async def cmd_decide(ctx: Context, args: argparse.Namespace) -> Output:
         )
     vote = Vote.cast(
         approve=args.decision == "approve", by=approver, comment=comment, at_ms=now_ms(), ip="cli",
-        user_agent=user_agent(),
+        user_agent=user_agent(), identity=Identity("cli", principal=principal(ctx.settings)),
     )  # fmt: skip
-    outcome, state = await operations.decide(server, rnd.vote_of(approver), vote, timeout=ctx.timeout)
+    root, _ = found
+    lay = policy.layout(req)
+    deadline_s = lay.ends_at(policy.started_at(root.timeout_at, lay), rnd.index) // 1000
+    outcome, state = await operations.decide(
+        server, rnd.vote_of(approver), vote, timeout=ctx.timeout, inbox_deadline_s=deadline_s
+    )  # (an entry exists only with sign-in on: settling a missing one costs a call, nothing else)
     doc: dict[str, Any] = {"workflow_id": workflow_id, "approver": approver, "outcome": outcome}
     if outcome == "unknown" or state is None:
         raise Failure(
             NOT_FOUND, f"{workflow_id!r} has no vote for {approver} yet (the run is starting); try again", **doc
         )
-    progress = policy.progress(rnd, await operations.round_states(server, rnd, timeout=ctx.timeout))
+    progress = policy.progress(rnd, await operations.round_states(server, req, rnd, timeout=ctx.timeout))
     doc["progress"] = progress.to_json()
     if outcome == "recorded":
         doc["vote"] = vote.as_decision().to_json()
@@ -419,7 +452,9 @@ async def cmd_cancel(ctx: Context, args: argparse.Namespace) -> Output:
         doc = answered(answer, workflow_id)
         return Output(doc, fields(list(doc.items())))
     server, _ = ctx.server()
-    outcome = await operations.cancel(server, workflow_id, by=operator(), reason=reason, timeout=ctx.timeout)
+    outcome = await operations.cancel(
+        server, workflow_id, by=operator(), reason=reason, timeout=ctx.timeout, inboxes_on=True
+    )
     if outcome is None:
         raise not_found(workflow_id)
     canceled, run = outcome

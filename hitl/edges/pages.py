@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
+from starlette.responses import HTMLResponse
 
 from hitl.model.policy import MAX_COMMENT_CHARS  # the one limit, also the comment box's maxlength
 from hitl.model.records import Decision, Verdict
@@ -27,6 +28,10 @@ __all__ = [
     "decision_page",
     "done_page",
     "error_page",
+    "inbox_page",
+    "response",
+    "signin_page",
+    "wrong_account_page",
 ]
 
 #: Response headers for every page.
@@ -65,11 +70,13 @@ def decision_page(
     reject_token: str,
     action_url: str,
     progress: Mapping[str, Any] | None = None,
+    signed_in: str | None = None,
 ) -> str:
     """The page behind an emailed link: the request, a comment box, Approve and Reject.
 
     ``progress`` (from :func:`hitl.model.policy.progress`, plus ``approvers``: how many
     were asked) shows how many have decided when more than one approval counts.
+    ``signed_in``: the account the person is signed in with (sign-in on).
     """
     return _render(
         "page_decision.html",
@@ -83,6 +90,7 @@ def decision_page(
         action_url=action_url,
         max_comment=MAX_COMMENT_CHARS,
         progress=progress,
+        signed_in=signed_in,
     )
 
 
@@ -103,6 +111,76 @@ def conflict_page(decision: Decision, *, subject: str | None = None, refused: bo
 def error_page(status: int, title: str, message: str) -> str:
     """Any other failure: 400, 403 (invalid or expired link), 404, 503..."""
     return _render("page_error.html", title=title, status=status, message=message)
+
+
+def inbox_page(
+    *,
+    signed_in: str,
+    switch: str,
+    action_url: str,
+    pending: list[dict[str, Any]],
+    ended: list[dict[str, Any]],
+    more: bool,
+    notice: str | None,
+    recent_days: int,
+) -> str:
+    """The signed-in person's inbox: what waits for them (each with Approve and Reject, as its
+    link's page has), then what ended lately. Rows are prepared by the edge (tokens, times)."""
+    return _render(
+        "page_inbox.html", title="Waiting for you", signed_in=signed_in, switch=switch, action_url=action_url,
+        pending=pending, ended=ended, more=more, notice=notice, recent_days=recent_days, max_comment=MAX_COMMENT_CHARS,
+    )  # fmt: skip
+
+
+def when(at_ms: int) -> dict[str, str]:
+    """An instant (ms) for :func:`time` in the templates."""
+    return _when(datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def relative(delta_ms: int) -> str:
+    """A duration as people say it: ``in 3 hours``, ``2 days ago``, ``now``."""
+    seconds = abs(delta_ms) // 1000
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            text = f"{n} {unit}{'s' if n != 1 else ''}"
+            return f"in {text}" if delta_ms > 0 else f"{text} ago"
+    return "now"
+
+
+def outcome(state: Any, approver: str) -> str:
+    """How a request ended for an approver, in words, from what their vote (entry) holds."""
+    from hitl.model.records import Canceled, Closed, Expired, Invalid, Vote
+
+    if isinstance(state, Vote):
+        return f"You {state.decision}" if state.by == approver else f"{state.decision.capitalize()} by {state.by}"
+    if isinstance(state, Closed):
+        d = state.outcome
+        return _LABELS[d.decision] + (f" by {d.by}" if d.by else "")
+    if isinstance(state, Expired):
+        return "Expired"
+    if isinstance(state, Canceled):
+        return f"Canceled by {state.by}" + (f": {state.reason}" if state.reason else "")
+    if isinstance(state, Invalid):
+        return "Closed"
+    return "Ended"
+
+
+def signin_page() -> str:
+    """401: sign-in is on, and this request carries no verified sign-in."""
+    return _render("page_signin.html", title="Sign in to continue")
+
+
+def wrong_account_page(*, signed_in: str, approver: str, switch: str) -> str:
+    """403: signed in, but not as the approver the link was made for (``switch``: the sign-out URL)."""
+    return _render(
+        "page_wrong_account.html", title="Sent to someone else", signed_in=signed_in, approver=approver, switch=switch
+    )
+
+
+def response(status: int, html: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    """A page as an answer: :data:`HEADERS`, and never framed."""
+    return HTMLResponse(html, status_code=status, headers={**HEADERS, "X-Frame-Options": "DENY", **(headers or {})})
 
 
 @functools.cache

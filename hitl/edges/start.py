@@ -74,6 +74,7 @@ class Start(Edge[StartSettings]):
         try:
             req = parse_start(body, request.headers.get("content-type"))
             self._check_channels(req)
+            self._check_sign_in(req)
         except RequestError as exc:
             return json_response(exc.status, exc.to_json())
         with logs.bind(workflow_id=req.workflow_id):
@@ -90,6 +91,14 @@ class Start(Edge[StartSettings]):
                 return unavailable(exc)
             logger.info("approval started", extra={"fields": {"status": run.status}})
             return json_response(202 if run.status == "pending" else 200, run.to_json())
+
+    def _check_sign_in(self, req: ApprovalRequest) -> None:
+        """A request requiring sign-in needs a deployment with sign-in: nobody may believe they
+        have a protection they do not have."""
+        if req.sign_in_required and self.settings.sign_in == "none":
+            raise RequestError(
+                400, "sign_in", "this deployment has no approver sign-in (approver_sign_in): it cannot be required"
+            )
 
     def _check_channels(self, req: ApprovalRequest) -> None:
         """Slack and webhook URLs (notification channels, ``on_decision`` webhooks) must point
@@ -153,7 +162,10 @@ class Start(Edge[StartSettings]):
         by = caller(request.headers)
         with logs.bind(workflow_id=workflow_id):
             try:
-                outcome = await operations.cancel(self.client, workflow_id, by=by, reason=reason, timeout=self.timeout)
+                outcome = await operations.cancel(
+                    self.client, workflow_id, by=by, reason=reason, timeout=self.timeout,
+                    inboxes_on=self.settings.sign_in == "iap",
+                )  # fmt: skip
             except operations.ServerUnavailable as exc:
                 return unavailable(exc)
             if outcome is None:

@@ -11,21 +11,24 @@ A click costs one settle and one read of the request beside it
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from resonate.ids import origin_of
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from hitl import logs, operations
 from hitl.clock import now_ms
 from hitl.edges import pages
 from hitl.edges.plumbing import RETRY_AFTER, Edge, Router, client_ip, read_body
+from hitl.edges.signin import SWITCH_ACCOUNT_PATH, Gate, identity
+from hitl.inboxes import RECENT_FOR_MS
 from hitl.model.policy import MAX_COMMENT_CHARS, clean_comment
-from hitl.model.records import Vote
+from hitl.model.records import LINK, Identity, Vote
 from hitl.security import tokens
 from hitl.settings import UnblockSettings
 
@@ -49,10 +52,14 @@ UNUSABLE = (
 CANCELED = (410, "This request was canceled", "The requester canceled it; there is nothing left to decide.")
 
 
-def page(status: int, html: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(
-        html, status_code=status, headers={**pages.HEADERS, "X-Frame-Options": "DENY", **(headers or {})}
-    )
+SIGN_IN_REQUIRED = (
+    403,
+    "Sign-in required",
+    "This request may be decided only by a signed-in approver, and this service has no sign-in. "
+    "Nothing was decided; tell the requester.",
+)
+
+page = pages.response
 
 
 def error(status: int, title: str, message: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
@@ -60,7 +67,14 @@ def error(status: int, title: str, message: str, headers: Mapping[str, str] | No
 
 
 class Unblock(Edge[UnblockSettings]):
-    """The function's handlers (the settings carry the signing key); :meth:`router` is what it serves."""
+    """The function's handlers (the settings carry the signing key); :meth:`router` is what it serves.
+
+    With sign-in on (``settings.sign_in``), :attr:`gate` checks every request first.
+    """
+
+    @functools.cached_property
+    def gate(self) -> Gate | None:
+        return Gate(self.settings.sign_in) if self.settings.sign_in is not None else None
 
     def router(self) -> Router:
         return Router(
@@ -68,6 +82,17 @@ class Unblock(Edge[UnblockSettings]):
             refuse=refused,
             project=self.settings.project,
         )
+
+    async def _acting(self, request: Request, claims: tokens.Claims) -> Identity | HTMLResponse:
+        """How the person using ``claims`` is identified, or the page refusing them: with
+        sign-in on, they must be signed in as the link's approver; without it, a link that
+        requires sign-in is refused."""
+        if self.gate is None:
+            return error(*SIGN_IN_REQUIRED) if claims.sign_in else LINK
+        person = await self.gate.who(request)
+        if isinstance(person, HTMLResponse):
+            return person
+        return self.gate.acting_for(person, claims.approver) or identity(person)
 
     def _verify(self, token: str | None) -> tokens.Claims | None:
         if not token:
@@ -79,9 +104,15 @@ class Unblock(Edge[UnblockSettings]):
             return None
 
     async def show(self, request: Request) -> Response:
-        claims = self._verify(request.query_params.get("token"))
+        token = request.query_params.get("token")
+        if not token and self.gate is not None:
+            return await self.inbox(request)
+        claims = self._verify(token)
         if claims is None:
             return error(*INVALID_LINK)
+        acting = await self._acting(request, claims)  # the page shows the request: the right person only
+        if isinstance(acting, HTMLResponse):
+            return acting
         with logs.bind(workflow_id=origin_of(claims.promise_id), promise_id=claims.promise_id):
             try:
                 found = await operations.read(self.client, claims.promise_id, timeout=self.timeout)
@@ -102,6 +133,7 @@ class Unblock(Edge[UnblockSettings]):
                 reject_token=tokens.sign(key, tokens.counterpart(claims, "reject")),
                 action_url=str(request.url.replace(query="")),
                 progress={**found.progress.to_json(), "approvers": len(found.round.approvers)},
+                signed_in=acting.email,
             )
             return page(200, html)
 
@@ -117,6 +149,9 @@ class Unblock(Edge[UnblockSettings]):
         claims = self._verify(form.get("token"))
         if claims is None:
             return error(*INVALID_LINK)
+        acting = await self._acting(request, claims)
+        if isinstance(acting, HTMLResponse):
+            return acting
         try:
             comment = clean_comment(form.get("comment", ""))
         except ValueError:
@@ -128,10 +163,14 @@ class Unblock(Edge[UnblockSettings]):
             at_ms=now_ms(),
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent", ""),
+            identity=acting,
         )
         with logs.bind(workflow_id=origin_of(claims.promise_id), promise_id=claims.promise_id):
             try:
-                outcome, found = await operations.decide(self.client, claims.promise_id, vote, timeout=self.timeout)
+                outcome, found = await operations.decide(
+                    self.client, claims.promise_id, vote, timeout=self.timeout,
+                    inbox_deadline_s=claims.expires_at if self.gate is not None else None,
+                )  # fmt: skip
             except operations.ServerUnavailable:
                 return error(*UNAVAILABLE, {"Retry-After": RETRY_AFTER})
             if outcome == "unknown" or found is None:
@@ -146,11 +185,62 @@ class Unblock(Edge[UnblockSettings]):
                 extra={
                     "fields": {
                         "decision": vote.decision, "by": vote.by, "comment": comment, "ip": vote.ip,
-                        "user_agent": vote.user_agent,
+                        "user_agent": vote.user_agent, "identity": acting.to_json(),
                     }
                 },
             )  # fmt: skip
+            if form.get("next") == "inbox" and self.gate is not None:  # back to the inbox, which says so
+                return RedirectResponse(f"?{urlencode({'decided': claims.promise_id})}", status_code=303)
             return page(200, pages.done_page(vote.as_decision(), subject=found.request.subject))
+
+    async def inbox(self, request: Request) -> Response:
+        """What waits for the signed-in person (and what ended lately): each row decides as
+        its emailed link does (the same signed tokens, posted to :meth:`decide`)."""
+        assert self.gate is not None
+        person = await self.gate.who(request)
+        if isinstance(person, HTMLResponse):
+            return person
+        aliases = self.gate.settings.aliases.get(person.email.casefold(), frozenset())
+        now = now_ms()
+        try:
+            listing = await operations.inbox(
+                self.client, [person.email, *sorted(aliases)], now_ms=now, timeout=self.timeout
+            )
+        except operations.ServerUnavailable:
+            return error(*UNAVAILABLE, {"Retry-After": RETRY_AFTER})
+        key = self.settings.signing_key
+        action = str(request.url.replace(query=""))
+        decided = request.query_params.get("decided")
+        notice = None
+        pending = []
+        for row in listing.pending:
+            e = row.entry
+            claims = tokens.Claims(e.vote_id, e.approver, "approve", e.deadline_s, sign_in=e.sign_in_required)
+            approve, reject = (tokens.sign(key, tokens.counterpart(claims, d)) for d in ("approve", "reject"))
+            pending.append(
+                {
+                    "subject": e.subject, "requester": e.requester, "approver": e.approver,
+                    "asked": pages.when(e.asked_at_ms), "asked_ago": pages.relative(e.asked_at_ms - now),
+                    "deadline": pages.when(e.deadline_ms), "deadline_in": pages.relative(e.deadline_ms - now),
+                    "progress": row.progress, "approvers": e.approvers, "approve_token": approve,
+                    "reject_token": reject, "open_url": f"{action}?{urlencode({'token': approve})}",
+                }
+            )  # fmt: skip
+        ended = []
+        for row in listing.ended:
+            outcome = pages.outcome(row.state, row.entry.approver)
+            ended.append(
+                {"subject": row.entry.subject, "outcome": outcome,
+                 "when": pages.when(row.settled_at_ms) if row.settled_at_ms else None}
+            )  # fmt: skip
+            if decided == row.entry.vote_id:
+                notice = f"Recorded: {outcome.lower()} \u201c{row.entry.subject}\u201d."
+        html = pages.inbox_page(
+            signed_in=person.email, switch=SWITCH_ACCOUNT_PATH, action_url=action, pending=pending, ended=ended,
+            more=listing.more, notice=notice, recent_days=RECENT_FOR_MS // 86_400_000,
+        )  # fmt: skip
+        logger.info("inbox shown", extra={"fields": {"pending": len(pending), "requests": listing.requests}})
+        return page(200, html)
 
 
 def refused(status: int, _: str, headers: Mapping[str, str]) -> HTMLResponse:

@@ -140,6 +140,11 @@ def delivery_backoff_ms(failed_attempt: int) -> int:
     return min(FIRST_RETRY_MS << min(failed_attempt - 1, 40), LONGEST_RETRY_MS)
 
 
+def started_at(run_timeout_at_ms: int, lay: Layout) -> int:
+    """When a run started (ms), derived from its fixed timeout (:func:`run_timeout`)."""
+    return run_timeout_at_ms - 1000 * lay.total_seconds - int(RUN_MARGIN.total_seconds() * 1000)
+
+
 def run_timeout(request: ApprovalRequest) -> timedelta:
     """A run's own timeout: every round plus the margin."""
     return timedelta(seconds=layout(request).total_seconds) + RUN_MARGIN

@@ -76,6 +76,52 @@ class Decision:
         return cls("expired", None, "", iso(at_ms))
 
 
+#: How the person who decided was identified.
+Method = Literal["link", "iap", "cli"]
+METHODS: tuple[Method, ...] = get_args(Method)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """How the person behind a vote was identified.
+
+    ``link``: whoever held the approver's signed link (the link names the approver;
+    nothing proves who clicked). ``iap``: a person signed in through Identity-Aware
+    Proxy, whose assertion ``unblock`` verified: ``email`` (the account signed in,
+    the approver or one of their aliases) and ``subject`` (IAP's stable user id).
+    ``cli``: an operator, through the server's token; ``principal`` says who the
+    token (or the operator's account) names.
+    """
+
+    method: Method
+    email: str | None = None
+    subject: str | None = None
+    principal: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method}
+        for key in ("email", "subject", "principal"):
+            if (value := getattr(self, key)) is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_json(cls, value: object) -> Identity:
+        if not isinstance(value, Mapping) or value.get("method") not in METHODS:
+            raise RecordError(f"not an identity: {value!r}"[:120])
+        if not frozenset(value) <= {"method", "email", "subject", "principal"}:
+            raise RecordError("not an identity: unexpected fields")
+        fields = [value.get(k) for k in ("email", "subject", "principal")]
+        if any(f is not None and not isinstance(f, str) for f in fields):
+            raise RecordError("not an identity: mistyped fields")
+        method: Method = value["method"]
+        if method == "iap" and not (value.get("email") and value.get("subject")):
+            raise RecordError("an IAP identity names its email and subject")
+        return cls(method, *fields)
+
+
+LINK = Identity("link")
+
 #: How an audit entry reads: a vote cast, or a value in a vote promise that is not one.
 Entry = Literal["approved", "rejected", "invalid"]
 
@@ -99,12 +145,16 @@ class AuditEntry:
     user_agent: str
     late: bool = False
     error: str | None = None
+    #: How the person was identified (``None`` for a vote stored before it was recorded).
+    identity: Identity | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "decision": self.decision, "by": self.by, "comment": self.comment, "decided_at": self.decided_at,
             "ip": self.ip, "user_agent": self.user_agent,
         }  # fmt: skip
+        if self.identity is not None:
+            out["identity"] = self.identity.to_json()
         if self.late:  # absent when false: an entry reads as it did before late votes were told apart
             out["late"] = True
         if self.error is not None:
@@ -116,10 +166,11 @@ class AuditEntry:
         entry = value.get("decision")
         if entry not in ("approved", "rejected", "invalid"):
             raise RecordError(f"not an audit entry: {entry!r}")
+        identity = value.get("identity")
         return cls(
             entry, _text(value.get("by")), _text(value.get("comment")), _text_or_none(value.get("decided_at")),
             _text(value.get("ip")), _text(value.get("user_agent")), value.get("late") is True,
-            _text_or_none(value.get("error")),
+            _text_or_none(value.get("error")), None if identity is None else Identity.from_json(identity),
         )  # fmt: skip
 
     @classmethod
@@ -139,13 +190,17 @@ class Vote:
     user_agent: str = ""
     #: Tells two submissions apart, so an edge knows whether the stored vote is the one it sent.
     click: str = ""
+    #: How the person was identified (``None``: a vote stored before it was recorded).
+    identity: Identity | None = None
 
     @classmethod
-    def cast(cls, *, approve: bool, by: str, comment: str, at_ms: int, ip: str, user_agent: str) -> Vote:
+    def cast(
+        cls, *, approve: bool, by: str, comment: str, at_ms: int, ip: str, user_agent: str, identity: Identity = LINK
+    ) -> Vote:
         """A new vote (with a fresh ``click``)."""
         return cls(
             "approved" if approve else "rejected", by, comment, at_ms, ip, user_agent[:MAX_USER_AGENT_CHARS],
-            secrets.token_hex(8),
+            secrets.token_hex(8), identity,
         )  # fmt: skip
 
     @property
@@ -156,13 +211,19 @@ class Vote:
         return Decision(self.decision, self.by, self.comment, self.decided_at)
 
     def audit(self, *, late: bool = False) -> AuditEntry:
-        return AuditEntry(self.decision, self.by, self.comment, self.decided_at, self.ip, self.user_agent, late)
+        return AuditEntry(
+            self.decision, self.by, self.comment, self.decided_at, self.ip, self.user_agent, late,
+            identity=self.identity,
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "decision": self.decision, "by": self.by, "comment": self.comment, "decided_at": self.decided_at,
             "at": self.at_ms, "ip": self.ip, "user_agent": self.user_agent, "click": self.click,
         }  # fmt: skip
+        if self.identity is not None:
+            out["identity"] = self.identity.to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,20 +273,21 @@ class Invalid:
 #: A settled vote promise; ``None`` for one still open (or not yet created).
 VoteState = Vote | Expired | Canceled | Closed | Invalid | None
 
-_VOTE_KEYS = frozenset({"decision", "by", "comment", "decided_at", "at", "ip", "user_agent", "click"})
+_VOTE_KEYS = frozenset({"decision", "by", "comment", "decided_at", "at", "ip", "user_agent", "click", "identity"})
 _CANCELED_KEYS = frozenset({"decision", "by", "comment", "decided_at", "at"})
 _CLOSED_KEYS = frozenset({"closed", "decision", "by", "comment", "decided_at"})
 _EXPIRED_KEYS = frozenset({"expired", "at"})
 
 
-def vote_state(value: object, approver: str | None = None) -> VoteState:
+def vote_state(value: object, approver: str | None = None, *, signed_in_only: bool = False) -> VoteState:
     """The record a resolved vote promise holds (``None``: it holds none, the vote is open).
 
     Strict: a value counts only in exactly the shape its writer gives it, and a
     vote only when cast for ``approver`` (the approver whose promise it is; the
     edges that read one vote pass it, the tests of shapes may not). Anything
     else is :class:`Invalid`, never an error: a value nobody should have written
-    must not stop the run that reads it.
+    must not stop the run that reads it. ``signed_in_only`` (a request requiring
+    sign-in): a vote identified by its link alone is :class:`Invalid` too.
     """
     if value is None:
         return None
@@ -265,14 +327,20 @@ def vote_state(value: object, approver: str | None = None) -> VoteState:
         or not _texts(value, "by", "comment", "decided_at", "ip", "user_agent", "click")
     ):
         return Invalid("not a vote: missing or mistyped fields")
+    try:
+        identity = None if value.get("identity") is None else Identity.from_json(value["identity"])
+    except RecordError as exc:
+        return Invalid(str(exc))
     vote = Vote(
         _choice(decision), _text(value.get("by")), _text(value.get("comment")), _int(at),
-        _text(value.get("ip")), _text(value.get("user_agent")), _text(value.get("click")),
+        _text(value.get("ip")), _text(value.get("user_agent")), _text(value.get("click")), identity,
     )  # fmt: skip
     if "decided_at" in value and value["decided_at"] != vote.decided_at:
         return Invalid("not a vote: its time and its decided_at differ")
     if approver is not None and vote.by != approver:
         return Invalid("a vote cast for someone else")
+    if signed_in_only and (vote.identity is None or vote.identity.method == "link"):
+        return Invalid("a vote by link alone, for a request that requires signing in")
     return vote
 
 

@@ -58,7 +58,7 @@ MAX_BODY_BYTES = 65_536
 _FIELDS = frozenset(
     {
         "workflow_id", "approvers", "subject", "details", "deadline", "required", "veto", "remind", "on_expiry",
-        "notify", "on_decision",
+        "notify", "on_decision", "sign_in", "requester",
     }
 )  # fmt: skip
 #: Most places a request's decision may be delivered to.
@@ -164,6 +164,11 @@ class ApprovalRequest:
     notify: tuple[Channel, ...] = (Channel("email"),)
     #: Where the decision is delivered when the request ends (see :class:`Target`).
     on_decision: tuple[Target, ...] = ()
+    #: Whether only signed-in approvers may decide (``"sign_in": "required"``): a vote
+    #: identified by its link alone then counts for nothing.
+    sign_in_required: bool = False
+    #: Who asks, as the requester says it (shown to approvers in their inbox).
+    requester: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -180,6 +185,10 @@ class ApprovalRequest:
         }
         if self.on_decision:  # absent when empty: a request stored before it existed reads the same
             out["on_decision"] = [t.to_json() for t in self.on_decision]
+        if self.sign_in_required:  # likewise
+            out["sign_in"] = "required"
+        if self.requester is not None:
+            out["requester"] = self.requester
         return out
 
     @classmethod
@@ -208,6 +217,8 @@ class ApprovalRequest:
             on_expiry=_on_expiry(value.get("on_expiry", "expire"), approvers),
             notify=_notify(value.get("notify", [{"type": "email"}])),
             on_decision=_on_decision(value.get("on_decision", []), workflow_id),
+            sign_in_required=_sign_in(value.get("sign_in")),
+            requester=_requester(value.get("requester")),
         )
 
 
@@ -241,6 +252,8 @@ def stored_request(value: object) -> ApprovalRequest:
                 Target("promise", str(t["id"])) if t["type"] == "promise" else Target("webhook", str(t["url"]))
                 for t in value.get("on_decision", ())
             ),
+            sign_in_required=value.get("sign_in") == "required",
+            requester=None if value.get("requester") is None else str(value["requester"]),
         )
     except (KeyError, TypeError, ValueError):
         raise _bad(None, "not a stored approval request") from None
@@ -513,6 +526,26 @@ def _on_decision(value: object, workflow_id: str) -> tuple[Target, ...]:
             raise _bad(name, "duplicate target")
         targets.append(target)
     return tuple(targets)
+
+
+#: Longest ``requester`` text.
+MAX_REQUESTER_CHARS = 200
+
+
+def _requester(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REQUESTER_CHARS or _has_control(value):
+        raise _bad("requester", f"must be text of 1 to {MAX_REQUESTER_CHARS} characters, on one line")
+    return value
+
+
+def _sign_in(value: object) -> bool:
+    if value is None:
+        return False
+    if value != "required":
+        raise _bad("sign_in", 'must be "required" (only signed-in approvers decide), or absent')
+    return True
 
 
 def _promise_id(value: object, name: str, workflow_id: str) -> str:

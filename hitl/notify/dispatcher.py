@@ -39,20 +39,22 @@ class Notifier:
     webhook_secret: bytes | None = None
     send: Send = field(default=email.send)
 
-    def links(self, promise_id: str, approver: str, expires_at_ms: int) -> dict[str, str]:
-        """The approver's Approve and Reject links, valid until the deadline."""
+    def links(self, promise_id: str, approver: str, expires_at_ms: int, *, sign_in: bool = False) -> dict[str, str]:
+        """The approver's Approve and Reject links, valid until the deadline (``sign_in``: for
+        a request that requires signing in, so ``unblock`` refuses them without an identity)."""
         return {
             decision: link(
                 self.unblock_url,
                 tokens.sign(
                     self.signing_key,
                     tokens.Claims(
-                        promise_id=promise_id, approver=approver, decision=decision, expires_at=expires_at_ms // 1000
+                        promise_id=promise_id, approver=approver, decision=decision,
+                        expires_at=expires_at_ms // 1000, sign_in=sign_in,
                     ),
                 ),
             )
             for decision in ("approve", "reject")
-        }
+        }  # fmt: skip
 
     async def ask(
         self,
@@ -66,7 +68,7 @@ class Notifier:
         reminder: int | None = None,
     ) -> None:
         """Ask ``approver`` to decide (or remind them, ``reminder`` seconds before the deadline)."""
-        links = self.links(promise_id, approver, deadline_at_ms)
+        links = self.links(promise_id, approver, deadline_at_ms, sign_in=req.sign_in_required)
         kind = "approval" if reminder is None else f"reminder-{reminder}"
         deadline = iso(deadline_at_ms)
         try:

@@ -2,7 +2,9 @@
 
 A token is ``<payload>.<signature>``, both URL-safe base64 without padding:
 the payload is the compact JSON array ``[promise_id, approver, decision,
-expires_at]`` and the signature is HMAC-SHA256 over ``b"hitl.v1." +
+expires_at]``, with a fifth element ``1`` when only a signed-in approver may use
+it (the request requires sign-in: ``unblock`` then refuses it without an
+identity before anything is written), and the signature is HMAC-SHA256 over ``b"hitl.v1." +
 <payload>`` with the signing key. Tokens are opaque to their holders; only
 :func:`verify`, with the key, reads them.
 
@@ -60,6 +62,8 @@ class Claims:
     decision: Decision
     #: Unix time in seconds; the token is expired from this instant on.
     expires_at: int
+    #: Only a signed-in approver may use it (``"sign_in": "required"``).
+    sign_in: bool = False
 
 
 class TokenError(ValueError):
@@ -78,13 +82,10 @@ def sign(key: bytes, claims: Claims) -> str:
         raise ValueError(f"decision must be one of {_DECISIONS}")
     if type(claims.expires_at) is not int:
         raise ValueError("expires_at must be an int")
-    payload = _b64encode(
-        json.dumps(
-            [claims.promise_id, claims.approver, claims.decision, claims.expires_at],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
-    )
+    fields: list[str | int] = [claims.promise_id, claims.approver, claims.decision, claims.expires_at]
+    if claims.sign_in:
+        fields.append(1)
+    payload = _b64encode(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode())
     token = f"{payload}.{_b64encode(_mac(key, payload))}"
     if len(token) > MAX_TOKEN_LENGTH:
         raise ValueError("claims too long for a token")
@@ -153,4 +154,12 @@ def _parse(raw: bytes) -> Claims:
             int(expires_at),
         ] if promise_id and approver and not isinstance(expires_at, bool):
             return Claims(promise_id, approver, decision, expires_at)
+        case [
+            str(promise_id),
+            str(approver),
+            "approve" | "reject" as decision,
+            int(expires_at),
+            1,
+        ] if promise_id and approver and not isinstance(expires_at, bool):
+            return Claims(promise_id, approver, decision, expires_at, sign_in=True)
     raise TokenError("malformed")

@@ -178,3 +178,13 @@ def test_a_promise_target_it_can_never_deliver_to_is_400(
     assert (r.status_code, r.json()["field"]) == (400, "on_decision[0].id"), r.text
     assert says in r.json()["error"]
     assert server.engine.promises.get("deploy-42") is None
+
+
+def test_a_request_may_require_sign_in_only_where_there_is_sign_in(server: Server) -> None:
+    none = test_client(Start(SETTINGS, server.client).router())
+    r = post(none, {**BODY, "sign_in": "required"})
+    assert (r.status_code, r.json()["field"]) == (400, "sign_in")
+    assert server.engine.promises.get("deploy-42") is None
+    iap = test_client(Start(StartSettings(SETTINGS.resonate, sign_in="iap"), server.client).router())
+    assert post(iap, {**BODY, "sign_in": "required"}).status_code == 202
+    assert server.promise("deploy-42")["param"]  # stored with the requirement (the run reads it)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 from resonate.types import Value
 from starlette.testclient import TestClient
 
 from hitl.client import runs
-from hitl.model.records import Expired, vote_state
+from hitl.edges.signin import Gate
+from hitl.model.records import Expired, Identity, vote_state
 from hitl.security import tokens
 from hitl.settings import ResonateSettings, UnblockSettings
 
@@ -95,3 +99,66 @@ def test_forms_and_methods(http: TestClient, server: Server) -> None:
     put = http.put("/")
     assert (put.status_code, put.headers["allow"]) == (405, "GET, HEAD, POST")
     assert put.headers["content-type"].startswith("text/html")
+
+
+def test_a_link_requiring_sign_in_is_refused_where_there_is_none_and_writes_nothing(
+    http: TestClient, server: Server
+) -> None:
+    claims = tokens.Claims("wf:1", "alice@example.com", "approve", server.now_ms // 1000 + 600, sign_in=True)
+    required = tokens.sign(KEY, claims)
+    server.network.sent.clear()
+    assert http.get("/", params={"token": required}).status_code == 403
+    r = http.post("/", data={"token": required, "comment": ""})
+    assert r.status_code == 403 and "signed-in approver" in r.text
+    assert server.network.sent == []  # refused before any server call
+    assert server.promise("wf:1")["state"] == "pending"
+
+
+# -- sign-in on: the gate, in-process (IAP's assertion minted with a test key) ------------------
+
+
+def signed_in_unblock(server: Server) -> tuple[TestClient, Any]:
+    """Unblock with sign-in on, its verifier over a test key; and a minting function."""
+    import json
+    import time as _time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    from hitl.edges.unblock import Unblock
+    from hitl.security.iap import KeySet, Verifier
+    from hitl.settings import SignIn
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**json.loads(ECAlgorithm.to_jwk(key.public_key())), "kid": "t1", "alg": "ES256", "use": "sig"}
+    keys = KeySet("https://keys.test", fetch=lambda url: json.dumps({"keys": [jwk]}).encode())
+    sign_in = SignIn("aud-unblock", aliases={"alice@example.com": frozenset({"al@corp.example.com"})})
+    unblock = Unblock(dataclasses.replace(SETTINGS, sign_in=sign_in), server.client)
+    unblock.__dict__["gate"] = Gate(sign_in, Verifier(keys, "aud-unblock"))  # the gate, with the test key set
+
+    def mint(email: str) -> dict[str, str]:
+        now = int(_time.time())
+        claims = {"iss": "https://cloud.google.com/iap", "aud": "aud-unblock", "iat": now, "exp": now + 600,
+                  "email": email, "sub": f"accounts.google.com:{email}"}  # fmt: skip
+        return {"X-Goog-IAP-JWT-Assertion": jwt.encode(claims, key, algorithm="ES256", headers={"kid": "t1"})}
+
+    return test_client(unblock.router()), mint
+
+
+def test_with_sign_in_only_the_approver_or_an_alias_decides_and_the_vote_says_how(
+    server: Server, http: TestClient
+) -> None:
+    signed, mint = signed_in_unblock(server)
+    link = token(server)
+    assert signed.get("/", params={"token": link}).status_code == 401  # no assertion
+    wrong = signed.get("/", params={"token": link}, headers=mint("bob@example.com"))
+    assert wrong.status_code == 403 and "bob@example.com" in wrong.text and "alice@example.com" in wrong.text
+    assert signed.post("/", data={"token": link}, headers=mint("bob@example.com")).status_code == 403
+    assert server.promise("wf:1")["state"] == "pending"
+    r = signed.post("/", data={"token": link, "comment": "yes"}, headers=mint("AL@corp.example.com"))
+    assert r.status_code == 200
+    vote = vote_state(server.run(server.client.promises.get("wf:1")).value.data)
+    assert vote.identity == Identity(
+        "iap", email="AL@corp.example.com", subject="accounts.google.com:AL@corp.example.com"
+    )

@@ -193,3 +193,10 @@ def test_short_keys_are_refused() -> None:
         sign(b"short", CLAIMS)
     with pytest.raises(ValueError, match="at least 32 bytes"):
         verify(b"short", sign(KEY, CLAIMS), now=NOW)
+
+
+def test_a_link_for_a_request_requiring_sign_in_says_so_and_older_links_still_verify() -> None:
+    required = Claims(CLAIMS.promise_id, CLAIMS.approver, "approve", CLAIMS.expires_at, sign_in=True)
+    assert verify(KEY, sign(KEY, required), now=NOW) == required
+    assert verify(KEY, sign(KEY, CLAIMS), now=NOW).sign_in is False  # the four-element form, as before
+    assert sign(KEY, required) != sign(KEY, CLAIMS)
