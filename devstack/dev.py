@@ -3,6 +3,11 @@
 Starts the local Resonate server (its database in ``state/``), an SMTP sink
 (its inbox in ``state/inbox``), one worker, and the ``start`` and ``unblock``
 functions, each as its own process with its log in ``state/logs``.
+
+``HITL_SIGN_IN=iap make run`` (or ``--sign-in``) turns approver sign-in on: the
+development sign-in (:mod:`devstack.signin`, never deployed) stands where IAP
+would, in front of ``unblock``, and ``unblock``'s inbox lists what waits for
+whoever signs in.
 """
 
 from __future__ import annotations
@@ -33,13 +38,19 @@ def banner(stack: Stack) -> str:
     assert stack.unblock_fn
     assert stack.sink
     start = stack.start_fn.url
+    sign_in = (
+        f"\n  approver sign-in ON: the development sign-in (never deployed) asks for an email in front of unblock;"
+        f"\n                   inbox of what waits for you: {stack.unblock_url}\n"
+        if stack.sign_in
+        else ""
+    )
     return f"""
 hitl is running (Ctrl-C stops everything; state survives in {stack.state}):
   Resonate server  {stack.server.url}
   start            {start}/
   unblock          {stack.unblock_url}
   SMTP sink        127.0.0.1:{stack.sink.port}  ->  {stack.inbox}
-  logs             {stack.logs}
+  logs             {stack.logs}{sign_in}
 
 Try it:
   curl -s -X POST {start}/ -H 'Content-Type: application/json' \\
@@ -56,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--smtp-port", type=int, default=int(os.environ.get("HITL_DEV_SMTP_PORT", 2525)))
     p.add_argument("--start-port", type=int, default=int(os.environ.get("HITL_DEV_START_PORT", 8080)))
     p.add_argument("--unblock-port", type=int, default=int(os.environ.get("HITL_DEV_UNBLOCK_PORT", 8081)))
+    p.add_argument(
+        "--sign-in",
+        action="store_true",
+        default=os.environ.get("HITL_SIGN_IN") == "iap",
+        help="approvers sign in (the development sign-in in front of unblock); also HITL_SIGN_IN=iap",
+    )
     args = p.parse_args(argv)
 
     stack = Stack(
@@ -66,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         smtp_port=args.smtp_port,
         start_port=args.start_port,
         unblock_port=args.unblock_port,
+        sign_in=args.sign_in,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,7 +19,7 @@ import jinja2
 from starlette.responses import HTMLResponse
 
 from hitl.model.policy import MAX_COMMENT_CHARS  # the one limit, also the comment box's maxlength
-from hitl.model.records import Decision, Verdict
+from hitl.model.records import Canceled, Closed, Decision, Expired, Invalid, Verdict, Vote
 
 __all__ = [
     "HEADERS",
@@ -142,7 +142,7 @@ def relative(delta_ms: int) -> str:
     seconds = abs(delta_ms) // 1000
     for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
-            n = seconds // size
+            n = round(seconds / size)  # 1 h 59 min is "2 hours", not "1 hour"
             text = f"{n} {unit}{'s' if n != 1 else ''}"
             return f"in {text}" if delta_ms > 0 else f"{text} ago"
     return "now"
@@ -150,8 +150,6 @@ def relative(delta_ms: int) -> str:
 
 def outcome(state: Any, approver: str) -> str:
     """How a request ended for an approver, in words, from what their vote (entry) holds."""
-    from hitl.model.records import Canceled, Closed, Expired, Invalid, Vote
-
     if isinstance(state, Vote):
         return f"You {state.decision}" if state.by == approver else f"{state.decision.capitalize()} by {state.by}"
     if isinstance(state, Closed):

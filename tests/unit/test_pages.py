@@ -230,3 +230,11 @@ def test_headers_keep_tokens_private() -> None:
     assert HEADERS["Referrer-Policy"] == "no-referrer"
     assert HEADERS["Cache-Control"] == "no-store"
     assert HEADERS["Content-Type"].startswith("text/html")
+
+
+def test_durations_read_as_people_say_them() -> None:
+    from hitl.edges.pages import relative
+
+    assert [relative(ms) for ms in (0, 59_000, 7_140_000, -3 * 86_400_000, 90_000)] == [
+        "now", "now", "in 2 hours", "3 days ago", "in 2 minutes",
+    ]  # fmt: skip
