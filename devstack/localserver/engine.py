@@ -41,6 +41,8 @@ import base64
 import heapq
 from typing import Any
 
+from sortedcontainers import SortedList
+
 from devstack.localserver import cron, rules
 from devstack.localserver.rules import ProtocolError, origin
 
@@ -266,6 +268,9 @@ class Engine:
 
     def __init__(self, *, server_url: str = "", retry_ms: int = RETRY_MS) -> None:
         self.promises: dict[str, Promise] = {}
+        #: Every promise id in order, as the real server's primary key orders them: a search
+        #: walks it from its cursor, as ``... WHERE id > $cursor ORDER BY id LIMIT $n`` does.
+        self._ids: SortedList = SortedList()
         self.tasks: dict[str, Task] = {}
         #: Schedule records as answered (``nextRunAt`` is the armed tick), and their parsed crons.
         self.schedules: dict[str, dict[str, Any]] = {}
@@ -308,6 +313,8 @@ class Engine:
                 self._arm("s", s["id"], s["nextRunAt"])
 
     def _index(self, p: Promise) -> None:
+        if p.id not in self.promises:
+            self._ids.add(p.id)
         self.promises[p.id] = p
         branch = p.tag("resonate:branch")
         if branch and branch != p.id:
@@ -651,9 +658,8 @@ class Engine:
         state = rules.promise_state(data)
         tags, limit, cursor = rules.search(data, default_limit=100)
         found: list[Promise] = []
-        for id in sorted(self.promises):
-            if cursor is not None and id <= cursor:
-                continue
+        ids = self._ids.irange(minimum=cursor, inclusive=(False, True)) if cursor is not None else iter(self._ids)
+        for id in ids:
             p = self.promises[id]
             if state is not None and p.state != state:  # exact: "rejected" is not "rejected_canceled"
                 continue
