@@ -22,6 +22,8 @@ The hitl stack (``bench/full_stack.py``, which documents each):
 - ``throughput``: full approval cycles per second (start, email, decide,
   result) with 32 in flight, one worker then two, and the CPU time per cycle of
   every process (``--py-spy DIR``: one more run under py-spy, top functions);
+- ``signin``: an IAP assertion's check, and an inbox view with 100 and 10,000 other
+  requests pending (``bench/signin.py``);
 - ``waiting``: 100 / 1,000 / 10,000 requests waiting at once: server and
   worker RSS, and one more cycle at each level;
 - ``mem``: the server under tracemalloc (``bench/server_mem.py``) at
@@ -560,6 +562,26 @@ def table(results: dict[str, Any]) -> str:
             f"    server RSS per long-polling waiter {w['server_rss_kib_per_long_poll']:.1f} KiB;"
             f" {w['long_polls_still_waiting']} of {w['waiters']} still waiting at the end of the window"
         )
+    si = results.get("signin")
+    if si:
+        v = si["verification"]
+        lines.append("2c. signed-in approvals (HITL_SIGN_IN=iap)")
+        lines.append(
+            f"  IAP assertion check, keys cached: {v['verify_cpu_ms'] * 1000:.0f} µs CPU (the verifier);"
+            f" {v['gate_cpu_ms'] * 1000:.0f} µs CPU as unblock's gate calls it; target < 1 ms"
+        )
+        lines.append(
+            f"  an inbox view (3 requests of one's own; through the dev sign-in; {si['inbox']['views']} views each):"
+        )
+        lines.append(
+            f"  {'pending on server':>18} {'median ms':>10} {'p99 ms':>8} {'requests':>9} {'server ms':>10} {'unblock ms':>11}"
+        )
+        for lv in si["inbox"]["levels"]:
+            vm = lv["view_ms"]
+            lines.append(
+                f"  {lv['pending_on_server']:>18} {vm['median']:>10.2f} {vm['p99']:>8.2f} {lv['server_requests']:>9}"
+                f" {lv['server_cpu_ms']:>10.2f} {lv['unblock_cpu_ms']:>11.2f}"
+            )
     wt = results.get("waiting")
     if wt:
         lines.append(
@@ -633,7 +655,7 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("server", "latency", "throughput", "callers", "waiting", "mem", "cold")
+SECTIONS = ("server", "latency", "throughput", "callers", "signin", "waiting", "mem", "cold")
 
 
 def main() -> None:
@@ -698,6 +720,11 @@ def main() -> None:
             from bench.callers import section_callers
 
             results["callers"] = asyncio.run(section_callers(Path(tmp), cfg, progress, args.durable))
+        if "signin" not in skip:
+            from bench.signin import section_signin
+
+            progress("sign-in: the assertion's check, the inbox")
+            results["signin"] = asyncio.run(section_signin(Path(tmp), cfg, progress))
         if "waiting" not in skip:
             progress(f"cost of waiting: {', '.join(map(str, cfg.waiting_levels))} requests")
             results["waiting"] = asyncio.run(bench_stack.section_waiting(Path(tmp), cfg, progress, args.durable))

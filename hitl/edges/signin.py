@@ -43,14 +43,17 @@ class Gate:
         self.settings = settings
         self.verifier = verifier or iap.Verifier(iap.KeySet(settings.keys_url or iap.KEYS_URL), settings.audience)
         self._refused = iap.Refused
+        self._fetch_due = iap.FetchDue
         self._header = iap.HEADER
 
     async def who(self, request: Request) -> SignedIn | HTMLResponse:
         """The signed-in person, or the 401 page (logged with the check that failed)."""
         token = request.headers.get(self._header)
         try:
-            # Off the event loop: the first request, and one after IAP rotates its keys, fetch them.
-            return await asyncio.to_thread(self.verifier.verify, token)
+            try:
+                return self.verifier.verify(token, may_fetch=False)  # keys cached: ~0.1 ms, inline
+            except self._fetch_due:  # the first request, and one after IAP rotates its keys: fetch off the loop
+                return await asyncio.to_thread(self.verifier.verify, token)
         except self._refused as exc:
             logger.warning("sign-in refused", extra={"fields": {"check": exc.reason}})
             return pages.response(401, pages.signin_page())

@@ -57,6 +57,10 @@ REFETCH_AFTER_S = 30.0
 Fetch = Callable[[str], bytes]
 
 
+class FetchDue(Exception):
+    """The key set must be fetched first (a blocking call): verify again where blocking is fine."""
+
+
 class Refused(Exception):
     """The assertion does not prove who is signed in; ``reason`` names the check that failed."""
 
@@ -111,14 +115,17 @@ class KeySet:
         #: How many times the set was fetched (tests and the benchmark read it).
         self.fetches = 0
 
-    def verifier(self, kid: str) -> es.EsVerifier | None:
-        """The verifier of key ``kid``, fetching the set first when that is due."""
+    def verifier(self, kid: str, *, may_fetch: bool = True) -> es.EsVerifier | None:
+        """The verifier of key ``kid``, fetching the set first when that is due (or raising
+        :class:`FetchDue` then, when ``may_fetch`` is false)."""
         with self._lock:
             now = self._clock()
             stale = self._fetched_at is None or now - self._fetched_at >= self._max_age
             unknown = kid not in self._keys
             may_refetch = self._fetched_at is None or now - self._fetched_at >= self._refetch_after
             if stale or (unknown and may_refetch):
+                if not may_fetch:
+                    raise FetchDue
                 self._refresh(now)
             return self._keys.get(kid)
 
@@ -166,10 +173,11 @@ class Verifier:
         self.leeway = leeway
         self._clock = clock
 
-    def verify(self, token: str | None) -> SignedIn:
+    def verify(self, token: str | None, *, may_fetch: bool = True) -> SignedIn:
         """Who IAP says is signed in, or :class:`Refused` naming the check that failed.
 
-        Blocking when the key set must be fetched: call it off the event loop then.
+        Blocking when the key set must be fetched; with ``may_fetch`` false it raises
+        :class:`FetchDue` instead (an event loop verifies inline, and only fetches in a thread).
         """
         if not token:
             raise Refused("missing")
@@ -186,7 +194,7 @@ class Verifier:
         if header.get("alg") != "ES256":
             raise Refused("algorithm")
         kid = header.get("kid")
-        verifier = self.keys.verifier(kid) if isinstance(kid, str) else None
+        verifier = self.keys.verifier(kid, may_fetch=may_fetch) if isinstance(kid, str) else None
         if verifier is None:
             raise Refused("key")
         if not verifier.verify(f"{parts[0]}.{parts[1]}".encode(), signature):
