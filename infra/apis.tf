@@ -13,10 +13,13 @@ locals {
     "sqladmin.googleapis.com",
     "storage.googleapis.com",
   ])
+
+  # Only with approver sign-in: the load balancer and Identity-Aware Proxy (signin.tf).
+  sign_in_apis = toset(["compute.googleapis.com", "iap.googleapis.com"])
 }
 
 resource "google_project_service" "apis" {
-  for_each = local.apis
+  for_each = var.approver_sign_in == "iap" ? setunion(local.apis, local.sign_in_apis) : local.apis
 
   project            = var.project_id
   service            = each.value

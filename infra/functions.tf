@@ -14,12 +14,14 @@ locals {
       # Only the listed principals (start_auth = "iam"), or public with every
       # POST signed with the webhook secret (start_auth = "webhook").
       invokers = local.start_webhook ? ["allUsers"] : var.start_invokers
+      ingress  = "ALLOW_ALL"
       env = {
         RESONATE_URL               = google_cloud_run_v2_service.server.uri
         HITL_WORKER_GROUP          = var.worker_group
         HITL_SERVER_TIMEOUT        = tostring(var.server_timeout)
         HITL_SLACK_ALLOWED_HOSTS   = var.slack_allowed_hosts
         HITL_WEBHOOK_ALLOWED_HOSTS = var.webhook_allowed_hosts
+        HITL_SIGN_IN               = var.approver_sign_in
         HITL_LOG_FORMAT            = var.log_format
         GOOGLE_CLOUD_PROJECT       = var.project_id
       }
@@ -40,15 +42,21 @@ locals {
       name        = local.unblock_name
       description = "hitl: the approval page (GET/HEAD) and the decision (POST) behind emailed links"
       account     = google_service_account.component["unblock"].email
-      # Approvers open emailed links from anywhere: public; every request must
-      # carry a link token signed with HITL_SIGNING_KEY.
+      # Approvers open emailed links from anywhere: public, every request
+      # carrying a link token signed with HITL_SIGNING_KEY. With approver sign-in,
+      # only the load balancer reaches it, and only IAP may invoke it (signin.tf).
       timeout_seconds = 60
-      invokers        = ["allUsers"]
+      invokers        = local.sign_in ? [local.iap_agent] : ["allUsers"]
+      ingress         = local.sign_in ? "ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL"
       env = {
-        RESONATE_URL         = google_cloud_run_v2_service.server.uri
-        HITL_SERVER_TIMEOUT  = tostring(var.server_timeout)
-        HITL_LOG_FORMAT      = var.log_format
-        GOOGLE_CLOUD_PROJECT = var.project_id
+        RESONATE_URL          = google_cloud_run_v2_service.server.uri
+        HITL_SERVER_TIMEOUT   = tostring(var.server_timeout)
+        HITL_SIGN_IN          = var.approver_sign_in
+        HITL_IAP_AUDIENCE     = local.iap_audience
+        HITL_IAP_KEYS_URL     = "https://www.gstatic.com/iap/verify/public_key-jwk"
+        HITL_APPROVER_ALIASES = var.approver_aliases
+        HITL_LOG_FORMAT       = var.log_format
+        GOOGLE_CLOUD_PROJECT  = var.project_id
       }
       secret_env = {
         RESONATE_TOKEN = {
@@ -75,6 +83,7 @@ module "function" {
   description = each.value.description
   labels      = { component = each.key }
   invokers    = each.value.invokers
+  ingress     = each.value.ingress
   env         = each.value.env
   secret_env  = each.value.secret_env
 

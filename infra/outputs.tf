@@ -6,8 +6,13 @@ output "start_url" {
 }
 
 output "unblock_url" {
-  description = "URL of the unblock function (HITL_UNBLOCK_URL; the emailed links point here)."
-  value       = module.function["unblock"].url
+  description = "Where approvers reach unblock (HITL_UNBLOCK_URL; the emailed links point here): the function's URL, or with approver sign-in https://approver_domain/ (IAP's load balancer)."
+  value       = local.unblock_public_url
+}
+
+output "approver_sign_in_address" {
+  description = "With approver_sign_in = \"iap\": the load balancer's IP address; point approver_domain's DNS A record at it (null otherwise)."
+  value       = local.sign_in ? google_compute_global_address.unblock[0].address : null
 }
 
 output "resonate_url" {

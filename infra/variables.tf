@@ -449,3 +449,54 @@ variable "log_format" {
     error_message = "log_format must be json or text."
   }
 }
+
+# --- Approver sign-in (signin.tf) ---------------------------------------------
+
+variable "approver_sign_in" {
+  description = "How approvers are identified: \"none\" (their signed link alone, as before) or \"iap\" (they also sign in with their Google account through Identity-Aware Proxy, in front of unblock; infra/README.md, \"Approver sign-in\")."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "iap"], var.approver_sign_in)
+    error_message = "approver_sign_in must be none or iap."
+  }
+}
+
+variable "approver_domain" {
+  description = "With approver_sign_in = \"iap\": the host name approvers reach unblock at (its HTTPS load balancer's certificate is issued for it; point its DNS A record at the address output approver_sign_in_address)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.approver_sign_in != "iap" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.approver_domain))
+    error_message = "approver_sign_in = \"iap\" needs approver_domain: a lowercase host name such as approvals.example.com."
+  }
+}
+
+variable "approver_principals" {
+  description = "With approver_sign_in = \"iap\": who may sign in to unblock (roles/iap.httpsResourceAccessor): e.g. [\"group:approvers@example.com\", \"domain:example.com\", \"user:alice@example.com\"]. Each must also be the approver a link names (or an alias of them)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.approver_principals : can(regex("^(user|group|domain|serviceAccount|principal|principalSet):.+$", m))])
+    error_message = "approver_principals must be IAM principals (user:, group:, domain:, serviceAccount:, principal:, principalSet:)."
+  }
+
+  validation {
+    condition     = var.approver_sign_in != "iap" || length(var.approver_principals) > 0
+    error_message = "approver_sign_in = \"iap\" needs at least one principal in approver_principals: with none, nobody can sign in."
+  }
+}
+
+variable "approver_aliases" {
+  description = "Approvers' other addresses (HITL_APPROVER_ALIASES): groups like \"alice@example.com=alice@corp.example.com\", separated by spaces; a person signed in with any address of a group is that approver."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = alltrue([for g in split(" ", var.approver_aliases) : g == "" || can(regex("^[^=@\\s]+@[^=@\\s]+(=[^=@\\s]+@[^=@\\s]+)+$", g))])
+    error_message = "approver_aliases must be groups of addresses joined by '=', separated by spaces."
+  }
+}

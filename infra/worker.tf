@@ -82,7 +82,7 @@ resource "google_cloud_run_v2_service" "worker" {
       }
       env {
         name  = "HITL_UNBLOCK_URL"
-        value = module.function["unblock"].url
+        value = local.unblock_public_url
       }
       env {
         name  = "HITL_TASK_TTL"
@@ -116,6 +116,10 @@ resource "google_cloud_run_v2_service" "worker" {
       env {
         name  = "HITL_DELIVERY_RETRY_FOR"
         value = tostring(var.delivery_retry_for)
+      }
+      env {
+        name  = "HITL_SIGN_IN"
+        value = var.approver_sign_in
       }
       env {
         name  = "HITL_LOG_FORMAT"

@@ -349,7 +349,12 @@ def test_unblock_is_public_and_start_is_chosen_by_variable(tf: Terraform) -> Non
     assert binding["role"] == "roles/run.invoker"
     assert expr(binding["members"]) == "var.invokers"
     assert expr(binding["name"]) == f"{FUNCTION_RESOURCE}.service_config[0].service"
-    assert tf.block(COMPONENT_RESOURCES["unblock"])["invokers"] == ["allUsers"]
+    unblock = tf.block(COMPONENT_RESOURCES["unblock"])
+    # public, but with approver sign-in only IAP (through the load balancer) may invoke it
+    assert expr(unblock["invokers"]) == 'local.sign_in ? [local.iap_agent] : ["allUsers"]'
+    assert expr(unblock["ingress"]) == 'local.sign_in ? "ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL"'
+    assert expr(tf.local("sign_in")) == 'var.approver_sign_in == "iap"'
+    assert tf.variables["approver_sign_in"]["default"] == "none"
     start = tf.block(COMPONENT_RESOURCES["start"])["invokers"]
     assert expr(start) == 'local.start_webhook ? ["allUsers"] : var.start_invokers'
     assert "allUsers" not in str(tf.variables["start_invokers"].get("default"))
@@ -539,7 +544,11 @@ def test_apis_are_enabled_by_the_config(tf: Terraform) -> None:
     ):
         assert api in apis
     service = tf.resources["google_project_service.apis"]
-    assert expr(service["for_each"]) == "local.apis"
+    assert expr(service["for_each"]) == (
+        'var.approver_sign_in == "iap" ? setunion(local.apis, local.sign_in_apis) : local.apis'
+    )
+    assert expr(tf.local("sign_in_apis")) == 'toset(["compute.googleapis.com", "iap.googleapis.com"])'
+
     assert service["disable_on_destroy"] is False
 
 

@@ -36,7 +36,7 @@ resource "google_cloudfunctions2_function" "this" {
     available_memory                 = var.runtime.memory
     max_instance_request_concurrency = var.runtime.concurrency
     timeout_seconds                  = var.runtime.timeout_seconds
-    ingress_settings                 = "ALLOW_ALL"
+    ingress_settings                 = var.ingress
     all_traffic_on_latest_revision   = true
     service_account_email            = var.runtime.service_account_email
     environment_variables            = var.env

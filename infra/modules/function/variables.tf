@@ -98,6 +98,17 @@ variable "secret_env" {
   }
 }
 
+variable "ingress" {
+  description = "Where requests may come from: ALLOW_ALL, or ALLOW_INTERNAL_AND_GCLB (a load balancer in front, e.g. Identity-Aware Proxy's)."
+  type        = string
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.ingress)
+    error_message = "ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
 variable "invokers" {
   description = "Principals given roles/run.invoker on the function's service (\"allUsers\" makes it public)."
   type        = list(string)
