@@ -134,6 +134,7 @@ def test_start_status_list_decide(stack: Stack, env: dict[str, str], tmp_path: P
     )
     [audit] = result["decisions"]
     assert audit["ip"] == "cli" and audit["user_agent"].startswith("hitl-cli/")
+    assert audit["identity"]["method"] == "cli" and audit["identity"]["principal"]
     text = hitl(env, "status", wf).stdout
     assert "approved" in text and "DECIDED_AT" in text and "alice@example.com" in text
 
