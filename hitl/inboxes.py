@@ -95,6 +95,15 @@ class _Counter:
         self.n += 1
         return (await self.promises.search(state, tags, limit, cursor)).promises
 
+    async def get(self, id: str) -> PromiseRecord | None:
+        self.n += 1
+        try:
+            return await self.promises.get(id)
+        except ServerError as exc:
+            if exc.code != 404:
+                raise
+            return None
+
 
 async def listing(promises: Promises, addresses: Sequence[str], *, now_ms: int) -> Listing:
     """What waits for the person with ``addresses`` (their own and their aliases), and what
@@ -153,15 +162,25 @@ def _entry(record: PromiseRecord) -> Entry | None:
 
 async def _progress(server: _Counter, entry: Entry) -> policy.Progress | None:
     """How many of the entry's round approved and rejected (only when more than one approval
-    counts): one search of the request's votes, which carry the SDK's tags of a global promise
-    of the run (``resonate:parent``, ``resonate:external``) and sort right after its id, with
-    the request's vote count as the limit, so the walk ends at its last vote."""
+    counts), bounded by the request, whatever else the server holds.
+
+    The votes are the request's only external children (tags ``resonate:parent``,
+    ``resonate:external``), ``<id>:1`` to ``<id>:<all_votes>``, all made by the run's
+    first step; its children's ids all begin ``<id>:``. The server walks ids from the
+    cursor until it has one match more than the limit (to say whether there are more),
+    so a search from ``<id>:`` with a limit one short of the votes stops at the last
+    vote: never past the request. The vote that answer leaves out is read by id.
+    """
     if entry.required <= 1 or not entry.round_votes:
         return None
-    tags = {"resonate:parent": entry.workflow_id, "resonate:external": "true"}
-    votes = await server.search(None, tags, max(entry.all_votes, len(entry.round_votes)), entry.workflow_id)
+    found: list[PromiseRecord] = []
+    if entry.all_votes >= 2:
+        tags = {"resonate:parent": entry.workflow_id, "resonate:external": "true"}
+        found = await server.search(None, tags, entry.all_votes - 1, f"{entry.workflow_id}:")
+    seen = {r.id for r in found}
+    found += [r for r in await asyncio.gather(*(server.get(id) for id in entry.round_votes if id not in seen)) if r]
     ours = set(entry.round_votes)
-    states = [vote_state(r.value.data) for r in votes if r.id in ours and r.state == "resolved"]
+    states = [vote_state(r.value.data) for r in found if r.id in ours and r.state == "resolved"]
     return policy.Progress(
         entry.required,
         sum(1 for s in states if isinstance(s, Vote) and s.decision == "approved"),

@@ -1,0 +1,78 @@
+"""The inbox's searches over the local server's engine: what they find, and that each one
+stops inside the person's region or the request, whatever else the server holds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from resonate.types import Value
+
+from hitl import inboxes
+from hitl.model import inbox, policy
+from hitl.model.records import Vote
+from hitl.model.request import parse_start
+
+from .conftest import Server
+
+ME = "me@example.com"
+
+
+@pytest.fixture
+def answers(server: Server) -> list[tuple[dict[str, Any], Any]]:
+    """Every ``promise.search`` the engine answers: ``(request, answer)``."""
+    seen: list[tuple[dict[str, Any], Any]] = []
+    apply = server.engine.apply
+
+    def recording(kind: str, corr_id: str, data: dict[str, Any], now: int) -> tuple[int, Any]:
+        status, out = apply(kind, corr_id, data, now)
+        if kind == "promise.search":
+            seen.append((data, out))
+        return status, out
+
+    server.engine.apply = recording  # type: ignore[method-assign]
+    return seen
+
+
+def asked(server: Server, wf: str, approvers: list[str], required: int) -> list[inbox.Entry]:
+    """A request as the worker's first step leaves it: its votes (the SDK's tags of a global
+    promise of the run) and, for each, an entry in its approver's inbox."""
+    body = {"workflow_id": wf, "approvers": approvers, "subject": f"Deploy {wf}", "required": required}
+    req = parse_start(json.dumps(body).encode(), "application/json")
+    timeout = server.now_ms + 3_600_000
+    tags = {"resonate:scope": "global", "resonate:parent": wf, "resonate:origin": wf, "resonate:external": "true"}
+    for vote in policy.layout(req).ids():
+        server.run(server.client.promises.create(vote, timeout, Value(), {**tags, "resonate:branch": vote}))
+    entries = inbox.entries(req, server.now_ms)
+    server.run(inboxes.ask(server.client.promises, entries, timeout))
+    return entries
+
+
+def test_every_search_of_a_view_stops_inside_the_region_or_the_request(
+    server: Server, answers: list[tuple[dict[str, Any], Any]]
+) -> None:
+    entries = asked(server, "deploy-1", [ME, "bob@example.com", "carol@example.com"], required=2)
+    asked(server, "deploy-2", [ME], required=1)
+    # Others' requests, and ids that sort right after the request's own and after the region.
+    for i in range(300):
+        asked(server, f"deploy-1{i}", [f"other{i}@example.com"], required=1)
+    for i in range(300):
+        server.run(server.client.promises.create(f"deploy-1:zz{i}", server.now_ms + 60_000, Value(), {}))
+        server.run(server.client.promises.create(f"hitl.inbox/~{i}", server.now_ms + 60_000, Value(), {}))
+    bob = entries[1].vote_id
+    vote = Vote.cast(approve=True, by="bob@example.com", comment="", at_ms=server.now_ms, ip="", user_agent="")
+    server.run(server.client.promises.resolve(bob, Value(data=vote.to_json())))
+
+    server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))  # the first view makes the fences
+    answers.clear()
+    listing = server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))
+
+    assert sorted(r.entry.workflow_id for r in listing.pending) == ["deploy-1", "deploy-2"]
+    [two_of_three] = [r.progress for r in listing.pending if r.entry.workflow_id == "deploy-1"]
+    assert two_of_three is not None and (two_of_three.approved, two_of_three.rejected) == (1, 0)
+    assert len(answers) == 3
+    # The server stops at the match after the limit and answers with a cursor; an answer
+    # without one walked every id after its cursor.
+    for request, answer in answers:
+        assert "cursor" in answer, f"walked to the end of the server's ids: {request}"
