@@ -18,7 +18,8 @@ hitl does, with two rules:
 
 :func:`bind` is ``start``'s side: one read of each target (it must exist, be
 pending, not be a request's, and outlive the request) and one create of its
-claim: two calls per target, each kind made for all targets at once. :func:`check`
+claim: two calls per target, each kind made for all targets at once (the reads
+with the run's, which tells a retried ``start``): two round trips. :func:`check`
 is the delivery's side, just before it settles: the claim names this request, and
 the target is not a request's (its lineage's root is read: a vote carries no tag
 of hitl's, since the SDK cannot tag ``ctx.promise()``), whenever the target was
@@ -52,19 +53,20 @@ class NotBound(Exception):
     """A delivery may not settle this promise; the message says why (no id of another request's)."""
 
 
-async def bind(promises: Promises, req: ApprovalRequest, *, now_ms: int) -> None:
+async def bind(promises: Promises, req: ApprovalRequest, *, now_ms: int) -> PromiseRecord | None:
     """Bind every promise target of ``req`` to it, or raise :class:`RequestError`
     (400 for a target it can never deliver to, 409 for one bound to another request).
 
-    Call before the run is created (a refused request must start nothing), and only
-    for a request whose run does not exist yet: a retried ``start`` of a request that
-    was accepted is bound already. Two concurrent starts of the same request both
-    succeed: the claims they create are the same.
+    Call before the run is created (a refused request must start nothing). The run
+    is read with the targets, in the same round trip: if it exists, this is a retried
+    ``start`` of a request accepted (and bound) before, and its record is returned,
+    nothing bound. Two concurrent starts of the same request both succeed: the claims
+    they create are the same.
     """
     targets = [(i, t.address) for i, t in enumerate(req.on_decision) if t.type == "promise"]
-    if not targets:
-        return
-    records = await asyncio.gather(*(_get(promises, id) for _, id in targets))
+    run, *records = await asyncio.gather(*(_get(promises, id) for id in (req.workflow_id, *(id for _, id in targets))))
+    if run is not None or not targets:
+        return run
     due = policy.target_deadline_ms(req, now_ms)
     for (i, _), record in zip(targets, records, strict=True):
         problem = _problem(req, record, due)
@@ -84,6 +86,7 @@ async def bind(promises: Promises, req: ApprovalRequest, *, now_ms: int) -> None
     for (i, _), claim in zip(targets, claims, strict=True):
         if _owner(claim) != req.workflow_id:
             raise RequestError(409, f"on_decision[{i}].id", "this promise is already the target of another request")
+    return None
 
 
 def _problem(req: ApprovalRequest, record: PromiseRecord | None, due_ms: int) -> str | None:

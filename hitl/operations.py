@@ -177,11 +177,10 @@ async def start(client: Client, group: str, req: ApprovalRequest, *, timeout: fl
     id = req.workflow_id
     payload = req.to_json()
     if any(t.type == "promise" for t in req.on_decision):
-        existing = await _get(client, id, timeout)
+        existing = await _bounded(bindings.bind(client.promises, req, now_ms=now_ms()), timeout)
         if existing is not None:  # a retried start: the request was bound when it was accepted
             _same_request(existing, payload)
             return RunStatus.of(existing)
-        await _bounded(bindings.bind(client.promises, req, now_ms=now_ms()), timeout)
     record = await _bounded(
         runs.create(
             client.promises,

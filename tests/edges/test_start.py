@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from resonate.types import Value
 from resonate_base.error import ConnectorError
 from starlette.testclient import TestClient
 
@@ -133,15 +134,19 @@ def test_a_promise_target_is_read_and_bound_before_the_run_exists(http: TestClie
     server.network.sent.clear()
     body = {**BODY, "on_decision": [{"type": "promise", "id": a}, {"type": "promise", "id": b}]}
     assert post(http, body).status_code == 202
-    # is the run there already (a retried start)? then each target read, each claimed, and the run
+    # the run (is it there already: a retried start?) and each target read at once, each claimed,
+    # and the run created
     assert server.network.sent == ["promise.get", "promise.get", "promise.get", "promise.create", "promise.create",
                                    "promise.create"]  # fmt: skip
     for target in (a, b):
         claim = server.promise(f"{target}#hitl.claim")
         assert claim["tags"] == {"hitl:claim": target}
     server.network.sent.clear()
-    assert post(http, body).status_code == 202  # retried: nothing read or claimed again
-    assert server.network.sent == ["promise.get"]
+    assert post(http, body).status_code == 202  # retried: the same reads, nothing claimed or created
+    assert server.network.sent == ["promise.get", "promise.get", "promise.get"]
+    # once a target is settled (delivered to), a retried start still answers the run, not a 400
+    server.run(server.client.promises.resolve(a, Value()))
+    assert post(http, body).status_code == 202
 
 
 def test_a_promise_named_by_another_request_is_409_and_starts_nothing(http: TestClient, server: Server) -> None:
