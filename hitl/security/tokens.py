@@ -152,14 +152,7 @@ def _parse(raw: bytes) -> Claims:
             str(approver),
             "approve" | "reject" as decision,
             int(expires_at),
-        ] if promise_id and approver and not isinstance(expires_at, bool):
-            return Claims(promise_id, approver, decision, expires_at)
-        case [
-            str(promise_id),
-            str(approver),
-            "approve" | "reject" as decision,
-            int(expires_at),
-            1,
-        ] if promise_id and approver and not isinstance(expires_at, bool):
-            return Claims(promise_id, approver, decision, expires_at, sign_in=True)
+            *sign_in,
+        ] if promise_id and approver and not isinstance(expires_at, bool) and sign_in in ([], [1]):
+            return Claims(promise_id, approver, decision, expires_at, sign_in=sign_in == [1])
     raise TokenError("malformed")

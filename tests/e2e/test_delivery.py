@@ -6,7 +6,6 @@ answers what each test scripts, and accepts each event once by its idempotency k
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -24,12 +23,11 @@ import pytest
 import requests
 from resonate.types import Value
 from support.api import Api, unique
+from support.server_records import on_server
 from support.stacks import local_stack, make_stack
 
 from devstack.stack import PYTHON, ROOT, Proc, Stack, wait_until
-from hitl.client.sendonly import send_only
 from hitl.security import signatures
-from hitl.settings import ResonateSettings
 
 SECRET = secrets.token_urlsafe(32)
 ENV = {
@@ -121,14 +119,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def run(stack: Stack, call: Any) -> Any:
-    async def go() -> Any:
-        client = send_only(ResonateSettings(stack.server.url))
-        try:
-            return await call(client.promises)
-        finally:
-            await client.close()
-
-    return asyncio.run(go())
+    return on_server(stack.server.url, call)
 
 
 #: A caller's promise outlives the request it is given to (7 days by default): a month.

@@ -8,7 +8,6 @@ else, and check that nothing but the right approver's click decides.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -16,18 +15,17 @@ from typing import Any
 
 import pytest
 from resonate.types import Value
+from support import server_records
 from support.api import Api, unique
 from support.server_records import server_call
 from support.stacks import local_stack
 
 from devstack.stack import Stack, wait_until
 from hitl.client import runs
-from hitl.client.sendonly import send_only
 from hitl.clock import now_ms
 from hitl.model import policy
 from hitl.model.records import Vote
 from hitl.model.request import ApprovalRequest
-from hitl.settings import ResonateSettings
 
 MONTH_MS = 30 * 86_400_000
 
@@ -43,16 +41,7 @@ def api(stack: Stack) -> Api:
 
 
 def on_server(stack: Stack, call: Any) -> Any:
-    """``call(promises)`` with a client of the server itself (what an operator's token allows)."""
-
-    async def go() -> Any:
-        client = send_only(ResonateSettings(stack.server.url))
-        try:
-            return await call(client.promises)
-        finally:
-            await client.close()
-
-    return asyncio.run(go())
+    return server_records.on_server(stack.server.url, call)
 
 
 def record(stack: Stack, id: str) -> dict[str, Any]:

@@ -8,12 +8,15 @@ acquires it, so a larger version means the run was run again.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import requests
 
 from devstack.localserver.engine import PROTOCOL_VERSION
 from devstack.stack import wait_until
+from hitl.client.sendonly import send_only
+from hitl.settings import ResonateSettings
 
 
 def server_call(server_url: str, kind: str, data: dict[str, Any]) -> tuple[int, Any]:
@@ -21,6 +24,19 @@ def server_call(server_url: str, kind: str, data: dict[str, Any]) -> tuple[int, 
     envelope = {"kind": kind, "head": {"corrId": "tests", "version": PROTOCOL_VERSION}, "data": data}
     reply = requests.post(server_url.rstrip("/") + "/", json=envelope, timeout=5).json()
     return reply["head"]["status"], reply["data"]
+
+
+def on_server(server_url: str, call: Any) -> Any:
+    """``call(promises)`` with a client of the server itself (what an operator's token allows)."""
+
+    async def go() -> Any:
+        client = send_only(ResonateSettings(server_url))
+        try:
+            return await call(client.promises)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
 
 
 def task(server_url: str, id: str) -> dict[str, Any] | None:
