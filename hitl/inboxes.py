@@ -4,14 +4,15 @@ The layout and why it keeps searches cheap: :mod:`hitl.model.inbox`. Here the
 server calls:
 
 - :func:`ask`: a round asks its approvers: one entry each (the run's
-  ``schedule_round`` step, once per round, only with sign-in on);
+  ``schedule_round`` step, once per round, only with sign-in on), and a read of
+  each one's last fence (the first time, their region's fences are made);
 - :func:`close`: a vote was settled (by its approver, the deadline, a cancel or
   the run's close): its entry is settled with the very value the vote holds, so
   the inbox and the vote never disagree; an entry that does not exist (the request
   began before sign-in was on) is no error;
-- :func:`listing`: what waits for a person, and what ended lately: one search for
-  each of their addresses, one more for what ended, one per row needing the votes of
-  its round (k of n), and once per person the fences of their region.
+- :func:`listing`: what waits for a person, and what ended lately: two searches for
+  each of their addresses (what waits, what ended), and per row needing the votes of
+  its round (k of n) a search and a read.
 
 Invariant: only hitl's components write entries (they carry :data:`~hitl.model.inbox.TAG`);
 ``start`` refuses them as ``on_decision`` targets (:mod:`hitl.bindings`).
@@ -64,13 +65,25 @@ class Listing:
 
 
 async def ask(promises: Promises, entries: Iterable[Entry], timeout_at: int) -> None:
-    """Make each entry (idempotently, by id): the round asks these approvers now."""
+    """Make each entry (idempotently, by id): the round asks these approvers now; and each
+    approver's fences, the first time (one read each), so no inbox view walks past a region."""
+    entries = list(entries)
     await asyncio.gather(
         *(
             promises.create(e.id, timeout_at, Value(data=e.to_json()), {inbox.TAG: inbox.key(e.approver)})
             for e in entries
-        )
+        ),
+        *(_fenced(promises, k) for k in sorted({inbox.key(e.approver) for e in entries})),
     )
+
+
+async def _fenced(promises: Promises, key: str) -> None:
+    try:
+        await promises.get(inbox.fence_ids(key)[-1])
+    except ServerError as exc:
+        if exc.code != 404:
+            raise
+        await _fences(promises, key)
 
 
 async def close(promises: Promises, settled: Iterable[tuple[str, PromiseRecord]]) -> None:
@@ -134,7 +147,8 @@ async def listing(promises: Promises, addresses: Sequence[str], *, now_ms: int) 
 
 async def _region(server: _Counter, key: str) -> tuple[list[PromiseRecord], list[PromiseRecord]]:
     """A person's pending entries and their newest entries (any state), making the region's
-    fences first when a search shows them missing (it then walked past the region)."""
+    fences when a search shows them missing (it then walked past the region): the worker
+    makes them when it first asks the person, so only for entries made before inboxes were on."""
     cursor, tags = inbox.region(key), {inbox.TAG: key}
     pending, newest = await asyncio.gather(
         server.search("pending", tags, inbox.PENDING_ROWS, cursor), server.search(None, tags, inbox.RECENT_ROWS, cursor)
@@ -145,8 +159,11 @@ async def _region(server: _Counter, key: str) -> tuple[list[PromiseRecord], list
 
 
 async def _fences(promises: Promises, key: str) -> None:
+    """Make a region's fences, the last one last: once it exists, they all do."""
     tags = {inbox.TAG: key, inbox.FENCE_TAG: "true"}
-    await asyncio.gather(*(promises.create(id, inbox.FOREVER_MS, Value(), tags) for id in inbox.fence_ids(key)))
+    *first, last = inbox.fence_ids(key)
+    await asyncio.gather(*(promises.create(id, inbox.FOREVER_MS, Value(), tags) for id in first))
+    await promises.create(last, inbox.FOREVER_MS, Value(), tags)
 
 
 def _fence(record: PromiseRecord) -> bool:

@@ -20,8 +20,9 @@ cursor until it has ``limit`` matches. So the layout:
 - the region ends with :data:`FENCES` fence promises (tagged alike, pending
   forever), so a walk never leaves the region: it stops at the latest after the
   fences, whatever comes after the region. A search costs the region: one
-  person's entries, not the server's promises. The inbox makes the fences the
-  first time it finds them missing.
+  person's entries, not the server's promises. The worker makes the fences
+  when it first asks the person (the inbox too, if it finds them missing: entries
+  made before inboxes were on).
 
 Pure: ids, the record and its JSON, no I/O.
 """

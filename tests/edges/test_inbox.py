@@ -49,7 +49,7 @@ def asked(server: Server, wf: str, approvers: list[str], required: int) -> list[
     return entries
 
 
-def test_every_search_of_a_view_stops_inside_the_region_or_the_request(
+def test_every_search_of_a_view_stops_inside_the_region_or_the_request_from_the_first(
     server: Server, answers: list[tuple[dict[str, Any], Any]]
 ) -> None:
     entries = asked(server, "deploy-1", [ME, "bob@example.com", "carol@example.com"], required=2)
@@ -64,9 +64,8 @@ def test_every_search_of_a_view_stops_inside_the_region_or_the_request(
     vote = Vote.cast(approve=True, by="bob@example.com", comment="", at_ms=server.now_ms, ip="", user_agent="")
     server.run(server.client.promises.resolve(bob, Value(data=vote.to_json())))
 
-    server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))  # the first view makes the fences
     answers.clear()
-    listing = server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))
+    listing = server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))  # the first view
 
     assert sorted(r.entry.workflow_id for r in listing.pending) == ["deploy-1", "deploy-2"]
     [two_of_three] = [r.progress for r in listing.pending if r.entry.workflow_id == "deploy-1"]
@@ -76,3 +75,13 @@ def test_every_search_of_a_view_stops_inside_the_region_or_the_request(
     # without one walked every id after its cursor.
     for request, answer in answers:
         assert "cursor" in answer, f"walked to the end of the server's ids: {request}"
+
+
+def test_a_region_is_fenced_when_its_approver_is_first_asked(server: Server) -> None:
+    asked(server, "deploy-7", [ME], required=1)
+    fences = [server.promise(id) for id in inbox.fence_ids(inbox.key(ME))]
+    assert all(f["state"] == "pending" and f["tags"][inbox.FENCE_TAG] == "true" for f in fences)
+    server.network.sent.clear()
+    asked(server, "deploy-8", [ME], required=1)  # asked again: the last fence is read, nothing more made
+    assert server.network.sent.count("promise.create") == 1 + 1  # the vote and the entry
+    assert server.network.sent.count("promise.get") == 1
