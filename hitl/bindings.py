@@ -6,7 +6,8 @@ hitl does, with two rules:
 
 1. **A request never settles a promise of a request**: any approval run's root,
    votes, deferred runs, delivery runs or steps (everything in the lineage of an
-   approval run), nor a claim (below).
+   approval run), nor a claim (below), nor an inbox's entry or fence
+   (:mod:`hitl.model.inbox`).
 2. **A caller's promise is bound to the first request that names it.** The
    binding is a promise of its own on the server, the target's *claim*
    (:func:`hitl.model.policy.claim_id`): ``start`` creates it before the run
@@ -41,7 +42,7 @@ from resonate.types import PromiseRecord, Value
 
 from hitl.client import runs
 from hitl.clock import iso
-from hitl.model import policy
+from hitl.model import inbox, policy
 from hitl.model.records import Claim, RecordError
 from hitl.model.request import ApprovalRequest, RequestError
 
@@ -126,8 +127,15 @@ async def check(promises: Promises, workflow_id: str, target: str) -> None:
 
 
 def is_hitl(record: PromiseRecord) -> bool:
-    """Whether ``record`` is hitl's own by its tags or id: a run of a request, or a claim."""
-    return runs.KIND_TAG in record.tags or CLAIM_TAG in record.tags or record.id.endswith(policy.CLAIM_SUFFIX)
+    """Whether ``record`` is hitl's own by its tags or id: a run of a request, a claim, or an
+    inbox's entry or fence (settling one would take a vote out of, or break, a person's inbox)."""
+    return (
+        runs.KIND_TAG in record.tags
+        or CLAIM_TAG in record.tags
+        or inbox.TAG in record.tags
+        or record.id.endswith(policy.CLAIM_SUFFIX)
+        or inbox.is_inbox(record.id)
+    )
 
 
 def _owner(claim: PromiseRecord) -> str | None:

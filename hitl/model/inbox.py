@@ -36,7 +36,7 @@ from typing import Any
 
 from hitl.model import policy
 from hitl.model.records import RecordError
-from hitl.model.request import ApprovalRequest
+from hitl.model.request import INBOX_ID_PREFIX, ApprovalRequest
 
 #: The tag naming an entry's (or a fence's) approver key.
 TAG = "hitl:inbox"
@@ -51,7 +51,7 @@ RECENT_ROWS = 30
 #: A fence never times out (year 9999, in ms).
 FOREVER_MS = 253_402_300_799_000
 
-_PREFIX = "hitl.inbox/"
+_PREFIX = INBOX_ID_PREFIX
 #: Deadlines are inverted against this (seconds): newer sorts first, for ten digits.
 _EPOCH_END_S = 10**10
 
@@ -70,6 +70,11 @@ def entry_id(approver: str, deadline_s: int, vote_id: str) -> str:
     """The entry of ``approver``'s vote ``vote_id`` whose round ends at ``deadline_s`` (unix seconds,
     the link tokens' expiry: so ``unblock`` finds the entry from a link alone)."""
     return f"{region(key(approver))}{_EPOCH_END_S - deadline_s:010d}/{vote_id}"
+
+
+def is_inbox(id: str) -> bool:
+    """Whether ``id`` is an inbox's (an entry or a fence): hitl's own, never a caller's."""
+    return id.startswith(_PREFIX)
 
 
 def fence_ids(approver_key: str) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from hitl.clock import iso
 from hitl.model.records import AuditEntry, Canceled, Decision, Expired, Invalid, Vote, VoteState
-from hitl.model.request import ApprovalRequest
+from hitl.model.request import CLAIM_ID_SUFFIX, ApprovalRequest
 
 #: The registered name of the approval workflow.
 WORKFLOW = "approval"
@@ -108,7 +108,7 @@ def delivery_id(workflow_id: str, target: int, attempt: int) -> str:
 
 
 #: What a claim's id adds to the id of the caller's promise it binds (see :func:`claim_id`).
-CLAIM_SUFFIX = "#hitl.claim"
+CLAIM_SUFFIX = CLAIM_ID_SUFFIX
 
 #: How long a caller's promise must outlive a request's last deadline to be its target.
 TARGET_MARGIN = timedelta(hours=1)

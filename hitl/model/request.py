@@ -54,6 +54,10 @@ MAX_APPROVERS = 50
 #: Nesting limit of ``details`` (objects and arrays), so rendering stays shallow.
 MAX_DETAILS_DEPTH = 32
 MAX_BODY_BYTES = 65_536
+#: hitl's own promises outside any request's lineage: the inboxes' entries and fences begin
+#: with this, a caller's promise's claim ends with the other. No workflow id may take them.
+INBOX_ID_PREFIX = "hitl.inbox/"
+CLAIM_ID_SUFFIX = "#hitl.claim"
 
 _FIELDS = frozenset(
     {
@@ -316,6 +320,10 @@ def validate_workflow_id(value: object) -> str:
         raise _bad("workflow_id", f"must be at most {MAX_WORKFLOW_ID_CHARS} characters")
     if ":" in value:
         raise _bad("workflow_id", "must not contain ':'")
+    if value.startswith(INBOX_ID_PREFIX) or value.endswith(CLAIM_ID_SUFFIX):
+        raise _bad(
+            "workflow_id", f"must not begin with {INBOX_ID_PREFIX!r} or end with {CLAIM_ID_SUFFIX!r} (hitl's own)"
+        )
     if _has_control(value):
         raise _bad("workflow_id", "must not contain control characters")
     return value

@@ -168,6 +168,8 @@ def test_a_promise_named_by_another_request_is_409_and_starts_nothing(http: Test
         ("deploy-41:r0.expiry", "names a promise of an approval request"),
         ("short:1", "before the request can end"),
         ("settled:1", "already settled (resolved)"),
+        ("hitl.inbox/k/9999999999/deploy-41:1", "names a promise of an approval request"),
+        ("hitl.inbox/k/~039", "names a promise of an approval request"),
     ],
 )
 def test_a_promise_target_it_can_never_deliver_to_is_400(
@@ -179,6 +181,9 @@ def test_a_promise_target_it_can_never_deliver_to_is_400(
     server.engine.apply("promise.settle", "t", {"id": "settled:1", "state": "resolved", "value": {}}, server.now_ms)
     server.engine.apply("promise.create", "t", {"id": "deploy-41:r0.expiry", "timeoutAt": server.now_ms + 10**9,
                                                 "param": {}, "tags": {"hitl:func": "approval_expiry"}}, server.now_ms)  # fmt: skip
+    for entry in ("hitl.inbox/k/9999999999/deploy-41:1", "hitl.inbox/k/~039"):  # an inbox entry, a fence
+        server.engine.apply("promise.create", "t", {"id": entry, "timeoutAt": 253_402_300_799_000, "param": {},
+                                                    "tags": {"hitl:inbox": "k"}}, server.now_ms)  # fmt: skip
     r = post(http, {**BODY, "on_decision": [{"type": "promise", "id": target}]})
     assert (r.status_code, r.json()["field"]) == (400, "on_decision[0].id"), r.text
     assert says in r.json()["error"]

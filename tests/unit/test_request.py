@@ -152,6 +152,9 @@ def test_ambiguous_or_lossy_json_is_400(raw: bytes) -> None:
         ({"workflow_id": ""}, "workflow_id"),
         ({"workflow_id": "x" * 201}, "workflow_id"),
         ({"workflow_id": "a:b"}, "workflow_id"),
+        ({"workflow_id": "hitl.inbox/k/~039"}, "workflow_id"),  # hitl's own ids: an inbox's fence
+        ({"workflow_id": "deploys-1:1#hitl.claim"}, "workflow_id"),  # ... a claim (':' aside)
+        ({"workflow_id": "deploys-1#hitl.claim"}, "workflow_id"),
         ({"workflow_id": "a\nb"}, "workflow_id"),
         ({"workflow_id": "a\x7fb"}, "workflow_id"),
         ({"workflow_id": "a\u0085b"}, "workflow_id"),
