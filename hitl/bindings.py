@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import asyncio
 
-from resonate.error import ServerError
 from resonate.ids import origin_of
 from resonate.promises import Promises
 from resonate.types import PromiseRecord, Value
 
 from hitl.client import runs
+from hitl.client.reads import find
 from hitl.clock import iso
 from hitl.model import inbox, policy
 from hitl.model.records import Claim, RecordError
@@ -65,7 +65,7 @@ async def bind(promises: Promises, req: ApprovalRequest, *, now_ms: int) -> Prom
     they create are the same.
     """
     targets = [(i, t.address) for i, t in enumerate(req.on_decision) if t.type == "promise"]
-    run, *records = await asyncio.gather(*(_get(promises, id) for id in (req.workflow_id, *(id for _, id in targets))))
+    run, *records = await asyncio.gather(*(find(promises, id) for id in (req.workflow_id, *(id for _, id in targets))))
     if run is not None or not targets:
         return run
     due = policy.target_deadline_ms(req, now_ms)
@@ -111,17 +111,17 @@ async def check(promises: Promises, workflow_id: str, target: str) -> None:
     """Raise :class:`NotBound` unless the request ``workflow_id`` may settle ``target`` now."""
     if origin_of(target) == workflow_id:
         raise NotBound("the promise is the request's own")
-    claim = await _get(promises, policy.claim_id(target))
+    claim = await find(promises, policy.claim_id(target))
     if claim is None or _owner(claim) != workflow_id:
         raise NotBound("the promise is not bound to this request (another request named it first, or start did not)")
-    record = await _get(promises, target)
+    record = await find(promises, target)
     if record is None:
         raise NotBound("the promise does not exist")
     if is_hitl(record):
         raise NotBound("the promise belongs to an approval request")
     origin = origin_of(target)
     if origin != target:
-        root = await _get(promises, origin)
+        root = await find(promises, origin)
         if root is not None and runs.KIND_TAG in root.tags:
             raise NotBound("the promise belongs to an approval request")
 
@@ -143,12 +143,3 @@ def _owner(claim: PromiseRecord) -> str | None:
         return Claim.from_json(claim.param.data).owner
     except RecordError:
         return None
-
-
-async def _get(promises: Promises, id: str) -> PromiseRecord | None:
-    try:
-        return await promises.get(id)
-    except ServerError as exc:
-        if exc.code == 404:
-            return None
-        raise

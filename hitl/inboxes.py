@@ -28,6 +28,7 @@ from resonate.error import ServerError
 from resonate.promises import Promises
 from resonate.types import PromiseRecord, Value
 
+from hitl.client.reads import find
 from hitl.model import inbox, policy
 from hitl.model.inbox import Entry
 from hitl.model.records import RecordError, Vote, VoteState, vote_state
@@ -78,11 +79,7 @@ async def ask(promises: Promises, entries: Iterable[Entry], timeout_at: int) -> 
 
 
 async def _fenced(promises: Promises, key: str) -> None:
-    try:
-        await promises.get(inbox.fence_ids(key)[-1])
-    except ServerError as exc:
-        if exc.code != 404:
-            raise
+    if await find(promises, inbox.fence_ids(key)[-1]) is None:
         await _fences(promises, key)
 
 
@@ -110,12 +107,7 @@ class _Counter:
 
     async def get(self, id: str) -> PromiseRecord | None:
         self.n += 1
-        try:
-            return await self.promises.get(id)
-        except ServerError as exc:
-            if exc.code != 404:
-                raise
-            return None
+        return await find(self.promises, id)
 
 
 async def listing(promises: Promises, addresses: Sequence[str], *, now_ms: int) -> Listing:

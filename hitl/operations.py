@@ -20,6 +20,7 @@ from resonate_base.error import ResonateError
 
 from hitl import bindings, inboxes
 from hitl.client import runs
+from hitl.client.reads import find
 from hitl.clock import iso, now_ms
 from hitl.model import policy
 from hitl.model.inbox import entries as inbox_entries
@@ -157,12 +158,7 @@ async def _bounded[T](call: Awaitable[T], timeout: float) -> T:
 
 
 async def _get(client: Client, id: str, timeout: float) -> PromiseRecord | None:
-    try:
-        return await _bounded(client.promises.get(id), timeout)
-    except ServerError as exc:
-        if exc.code == 404:
-            return None
-        raise
+    return await _bounded(find(client.promises, id), timeout)
 
 
 async def start(client: Client, group: str, req: ApprovalRequest, *, timeout: float) -> RunStatus:

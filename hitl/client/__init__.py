@@ -5,6 +5,7 @@
   on their cold-start path);
 - :mod:`~hitl.client.polling`: the worker's client, long-polling its group;
 - :mod:`~hitl.client.runs`: creating durable runs by hand;
+- :mod:`~hitl.client.reads`: reading a promise that may not exist;
 - :mod:`~hitl.client.start_function`: hitl's own ``start`` function over HTTP, for
   the CLI as a start caller (a CI pipeline holds no server token).
 
