@@ -80,6 +80,7 @@ from hitl.model.records import (
     Result,
     RoundEnd,
     VoteState,
+    promise_vote,
     vote_state,
 )
 from hitl.model.request import ApprovalRequest
@@ -102,29 +103,19 @@ OPEN_VOTES = "approval.open_votes"
 NOTIFY_RETRY = Exponential(delay=1, factor=2, max_delay=300, max_retries=300)
 
 
-async def _settled(future: ResonateFuture[Any]) -> tuple[bool, object]:
-    """``(True, value)`` of a settled vote promise, ``(False, None)`` while it is open.
+async def _settled(future: ResonateFuture[Any]) -> tuple[str, object]:
+    """``(state, value)`` of a vote promise: ``("pending", None)`` while it is open,
+    ``("rejected", None)`` when rejected or timed out (hitl never rejects a vote).
 
     Every vote promise still open when this execution created it is awaited by
     the run (the SDK registers it at creation), whether this reads it or not.
-    A rejected promise (hitl never rejects a vote) reads as :data:`REJECTED`.
     """
     try:
-        return True, await future
+        return "resolved", await future
     except Suspended:
-        return False, None
+        return "pending", None
     except Exception:  # rejected or timed out: not a value anyone may decide with
-        return True, REJECTED
-
-
-#: What a rejected vote promise reads as (never a vote).
-REJECTED = object()
-
-
-def _state(value: object, approver: str, req: ApprovalRequest) -> VoteState:
-    if value is REJECTED:
-        return Invalid("the promise was rejected, not resolved with a vote")
-    return vote_state(value, approver, signed_in_only=req.sign_in_required)
+        return "rejected", None
 
 
 async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -141,9 +132,12 @@ async def approval(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     created = [await v.id() for v in votes]
     assert created == lay.ids(), f"promise layout drifted: {created} != {lay.ids()}"
     read = dict(zip(created, [await _settled(v) for v in votes], strict=True))
-    open_now = [id for id, (settled, _) in read.items() if not settled]
-    approver_of = {id: a for r in lay.rounds for a, id in zip(r.approvers, r.vote_ids, strict=True)}
-    states = {id: _state(value, approver_of[id], req) if settled else None for id, (settled, value) in read.items()}
+    open_now = [id for id, (state, _) in read.items() if state == "pending"]
+    approver_of = lay.approver_of()
+    states = {
+        id: promise_vote(state, value, approver_of[id], signed_in_only=req.sign_in_required)
+        for id, (state, value) in read.items()
+    }
 
     final: Decision | None = None
     ends: list[RoundEnd] = []

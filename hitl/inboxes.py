@@ -31,7 +31,7 @@ from resonate.types import PromiseRecord, Value
 from hitl.client.reads import find
 from hitl.model import inbox, policy
 from hitl.model.inbox import Entry
-from hitl.model.records import RecordError, Vote, VoteState, vote_state
+from hitl.model.records import RecordError, VoteState, promise_vote, vote_state
 
 #: How long an ended request stays in the "recently ended" part.
 RECENT_FOR_MS = 7 * 86_400_000
@@ -171,7 +171,7 @@ def _entry(record: PromiseRecord) -> Entry | None:
 
 async def _progress(server: _Counter, entry: Entry) -> policy.Progress | None:
     """How many of the entry's round approved and rejected (only when more than one approval
-    counts), bounded by the request, whatever else the server holds.
+    counts), read as the run reads them, bounded by the request, whatever else the server holds.
 
     The votes are the request's only external children (tags ``resonate:parent``,
     ``resonate:external``), ``<id>:1`` to ``<id>:<all_votes>``, all made by the run's
@@ -186,13 +186,12 @@ async def _progress(server: _Counter, entry: Entry) -> policy.Progress | None:
     if entry.all_votes >= 2:
         tags = {"resonate:parent": entry.workflow_id, "resonate:external": "true"}
         found = await server.search(None, tags, entry.all_votes - 1, f"{entry.workflow_id}:")
-    seen = {r.id for r in found}
-    found += [r for r in await asyncio.gather(*(server.get(id) for id in entry.round_votes if id not in seen)) if r]
-    ours = set(entry.round_votes)
-    states = [vote_state(r.value.data) for r in found if r.id in ours and r.state == "resolved"]
-    return policy.Progress(
-        entry.required,
-        sum(1 for s in states if isinstance(s, Vote) and s.decision == "approved"),
-        sum(1 for s in states if isinstance(s, Vote) and s.decision == "rejected"),
-        (),
-    )
+    by_id = {r.id: r for r in found}
+    missing = [id for id in entry.round_votes if id not in by_id]
+    by_id |= {r.id: r for r in await asyncio.gather(*(server.get(id) for id in missing)) if r is not None}
+    states = [
+        None if (r := by_id.get(id)) is None
+        else promise_vote(r.state, r.value.data, approver, signed_in_only=entry.sign_in_required)
+        for id, approver in zip(entry.round_votes, entry.approvers, strict=True)
+    ]  # fmt: skip
+    return policy.progress(entry, states)

@@ -38,6 +38,7 @@ from hitl.model.records import (
     Result,
     Vote,
     VoteState,
+    promise_vote,
     vote_state,
 )
 from hitl.model.request import ApprovalRequest, RequestError, stored_request
@@ -288,11 +289,9 @@ async def _states(client: Client, req: ApprovalRequest, rnd: policy.Round, timeo
 
 def _state_of(record: PromiseRecord | None, approver: str, req: ApprovalRequest) -> VoteState:
     """What ``approver``'s vote promise holds, read as the run reads it (strictly)."""
-    if record is None or record.state == "pending":
+    if record is None:
         return None
-    if record.state != "resolved":
-        return Invalid(f"the promise was {record.state}, not resolved with a vote")
-    return vote_state(record.value.data, approver, signed_in_only=req.sign_in_required)
+    return promise_vote(record.state, record.value.data, approver, signed_in_only=req.sign_in_required)
 
 
 async def round_states(client: Client, req: ApprovalRequest, rnd: policy.Round, *, timeout: float) -> list[VoteState]:

@@ -222,7 +222,7 @@ class Unblock(Edge[UnblockSettings]):
                     "subject": e.subject, "requester": e.requester, "approver": e.approver,
                     "asked": pages.when(e.asked_at_ms), "asked_ago": pages.relative(e.asked_at_ms - now),
                     "deadline": pages.when(e.deadline_ms), "deadline_in": pages.relative(e.deadline_ms - now),
-                    "progress": row.progress, "approvers": e.approvers, "approve_token": approve,
+                    "progress": row.progress, "approvers": len(e.approvers), "approve_token": approve,
                     "reject_token": reject, "open_url": f"{action}?{urlencode({'token': approve})}",
                 }
             )  # fmt: skip

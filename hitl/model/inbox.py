@@ -96,9 +96,9 @@ class Entry:
     asked_at_ms: int
     deadline_ms: int
     round: int
-    #: Approvals needed of how many asked, in this round.
+    #: Approvals needed in this round, and whom it asks (in the order of its votes).
     required: int
-    approvers: int
+    approvers: tuple[str, ...]
     sign_in_required: bool = False
     #: The round's vote ids (its progress), and how many votes the request has in all.
     round_votes: tuple[str, ...] = ()
@@ -117,7 +117,7 @@ class Entry:
             "workflow_id": self.workflow_id, "vote_id": self.vote_id, "approver": self.approver,
             "subject": self.subject, "requester": self.requester, "asked_at": self.asked_at_ms,
             "deadline": self.deadline_ms, "round": self.round, "required": self.required,
-            "approvers": self.approvers, "sign_in": self.sign_in_required, "round_votes": list(self.round_votes),
+            "approvers": list(self.approvers), "sign_in": self.sign_in_required, "round_votes": list(self.round_votes),
             "all_votes": self.all_votes,
         }  # fmt: skip
 
@@ -129,7 +129,7 @@ class Entry:
             return cls(
                 str(value["workflow_id"]), str(value["vote_id"]), str(value["approver"]), str(value["subject"]),
                 None if value.get("requester") is None else str(value["requester"]), int(value["asked_at"]),
-                int(value["deadline"]), int(value["round"]), int(value["required"]), int(value["approvers"]),
+                int(value["deadline"]), int(value["round"]), int(value["required"]), tuple(str(a) for a in value["approvers"]),
                 value.get("sign_in") is True, tuple(str(v) for v in value.get("round_votes") or ()),
                 int(value.get("all_votes") or 0),
             )  # fmt: skip
@@ -148,7 +148,7 @@ def entries(req: ApprovalRequest, started_at_ms: int) -> list[Entry]:
         out += [
             Entry(
                 req.workflow_id, vote_id, approver, req.subject, req.requester, asked_at, ends_at, rnd.index,
-                rnd.required, len(rnd.approvers), req.sign_in_required, rnd.vote_ids, total,
+                rnd.required, rnd.approvers, req.sign_in_required, rnd.vote_ids, total,
             )
             for approver, vote_id in zip(rnd.approvers, rnd.vote_ids, strict=True)
         ]  # fmt: skip

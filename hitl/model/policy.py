@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from hitl.clock import iso
 from hitl.model.records import AuditEntry, Canceled, Decision, Expired, Invalid, Vote, VoteState
@@ -70,6 +70,10 @@ class Layout:
     def ids(self) -> list[str]:
         """Every vote id, in creation order."""
         return [v for r in self.rounds for v in r.vote_ids]
+
+    def approver_of(self) -> dict[str, str]:
+        """Each vote id's approver."""
+        return {v: a for r in self.rounds for a, v in zip(r.approvers, r.vote_ids, strict=True)}
 
     def round_of(self, vote_id: str) -> Round | None:
         return next((r for r in self.rounds if vote_id in r.vote_ids), None)
@@ -217,7 +221,17 @@ class Progress:
                 "waiting": list(self.waiting)}  # fmt: skip
 
 
-def progress(rnd: Round, states: Sequence[VoteState]) -> Progress:
+class Asking(Protocol):
+    """What :func:`progress` needs of a round: how many approvals count, and whom it asks
+    (in the order of its votes). A :class:`Round`; an inbox's entry of one."""
+
+    @property
+    def required(self) -> int: ...
+    @property
+    def approvers(self) -> Sequence[str]: ...
+
+
+def progress(rnd: Asking, states: Sequence[VoteState]) -> Progress:
     """Who decided what in ``rnd``, and who still can (an approver whose vote promise holds
     something else, an :class:`Invalid` value, can no longer vote and is not waited for)."""
     cast = {s.by: s.decision for s in states if isinstance(s, Vote)}
@@ -237,7 +251,7 @@ def audit(lay: Layout, states: Mapping[str, VoteState], counted: Collection[str]
     came too late to count: it is shown ``late``. Pure, from settled values only:
     every execution of a run that ended computes the same trail.
     """
-    approver_of = {vote_id: a for r in lay.rounds for a, vote_id in zip(r.approvers, r.vote_ids, strict=True)}
+    approver_of = lay.approver_of()
     cast = sorted(
         ((vote_id, s) for vote_id, s in states.items() if isinstance(s, Vote)), key=lambda x: (x[1].at_ms, x[0])
     )

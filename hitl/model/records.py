@@ -344,6 +344,18 @@ def vote_state(value: object, approver: str | None = None, *, signed_in_only: bo
     return vote
 
 
+def promise_vote(state: str, value: object, approver: str, *, signed_in_only: bool = False) -> VoteState:
+    """What ``approver``'s vote promise counts as, from its ``state`` (the server's word) and
+    ``value``: ``None`` while pending; :class:`Invalid` when settled any way but resolved
+    (hitl never rejects a vote); else :func:`vote_state`, strictly. Every reader of a vote
+    promise (the run, the status, the page, the inbox) reads it through this."""
+    if state == "pending":
+        return None
+    if state != "resolved":
+        return Invalid(f"the promise was {state}, not resolved with a vote")
+    return vote_state(value, approver, signed_in_only=signed_in_only)
+
+
 def _texts(value: Mapping[str, Any], *names: str, optional: tuple[str, ...] = ()) -> bool:
     """Whether each of ``names`` present in ``value`` is a string (``optional`` ones may be null)."""
     return all(isinstance(value[n], str) or (n in optional and value[n] is None) for n in names if n in value)

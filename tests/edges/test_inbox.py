@@ -85,3 +85,20 @@ def test_a_region_is_fenced_when_its_approver_is_first_asked(server: Server) -> 
     asked(server, "deploy-8", [ME], required=1)  # asked again: the last fence is read, nothing more made
     assert server.network.sent.count("promise.create") == 1 + 1  # the vote and the entry
     assert server.network.sent.count("promise.get") == 1
+
+
+def test_a_rows_progress_counts_votes_as_the_run_does(server: Server) -> None:
+    entries = asked(server, "deploy-9", [ME, "bob@example.com", "carol@example.com"], required=2)
+    bob, carol = entries[1].vote_id, entries[2].vote_id
+
+    def cast(by: str) -> Value:
+        return Value(
+            data=Vote.cast(approve=True, by=by, comment="", at_ms=server.now_ms, ip="", user_agent="").to_json()
+        )
+
+    server.run(server.client.promises.resolve(bob, cast("bob@example.com")))
+    server.run(server.client.promises.resolve(carol, cast("mallory@example.com")))  # written with a token: not carol's
+    listing = server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))
+    [row] = listing.pending
+    assert row.progress is not None and (row.progress.approved, row.progress.rejected) == (1, 0)
+    assert row.progress.waiting == (ME,)  # carol can no longer vote; only I am waited for
