@@ -227,8 +227,8 @@ class StartSettings:
 class SignIn:
     """Approvers sign in through Identity-Aware Proxy: ``unblock`` checks IAP's assertion."""
 
-    #: The assertion's audience: ``/projects/NUMBER/locations/REGION/services/NAME`` for a
-    #: Cloud Run service with IAP (Terraform sets it).
+    #: The assertion's audience: ``/projects/NUMBER/global/backendServices/ID``, the load
+    #: balancer's backend service IAP guards (Terraform sets it).
     audience: str
     #: Where the signing keys are published (a JWK set); ``None``: IAP's own.
     keys_url: str | None = None

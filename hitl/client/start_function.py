@@ -24,7 +24,6 @@ Every answer is returned as it came, ``(status, JSON)``: the caller maps it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import shlex
 import subprocess
@@ -121,12 +120,13 @@ class Tokens:
 def expiry(token: str, *, now: float) -> float:
     """When a JWT says it expires (its ``exp``, unverified: only to know when to ask again);
     ``now`` + :data:`OPAQUE_TOKEN_S` for a token that is not a readable JWT."""
+    import google.auth.jwt
+
     try:
-        payload = token.split(".")[1]
-        exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
-    except (IndexError, ValueError, KeyError, TypeError):
+        exp = google.auth.jwt.decode(token, verify=False).get("exp")  # type: ignore[no-untyped-call]
+    except ValueError:  # not three segments of base64url JSON objects (google-auth's MalformedError)
         return now + OPAQUE_TOKEN_S
-    return float(exp) if isinstance(exp, int | float) else now + OPAQUE_TOKEN_S
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else now + OPAQUE_TOKEN_S
 
 
 class StartFunction:

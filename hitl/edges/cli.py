@@ -100,11 +100,10 @@ def principal(settings: CliSettings) -> str:
     token names (read, not verified: the server verified it), else their account here."""
     token = settings.resonate.token if settings.resonate is not None else None
     if token and token.count(".") == 2:
-        import base64
+        import google.auth.jwt
 
-        payload = token.split(".")[1]
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            sub = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("sub")
+        with contextlib.suppress(ValueError):
+            sub = google.auth.jwt.decode(token, verify=False).get("sub")  # type: ignore[no-untyped-call]
             if isinstance(sub, str) and sub:
                 return sub
     return operator().removeprefix("cli:")

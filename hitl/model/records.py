@@ -123,7 +123,7 @@ class Identity:
 LINK = Identity("link")
 
 #: How an audit entry reads: a vote cast, or a value in a vote promise that is not one.
-Entry = Literal["approved", "rejected", "invalid"]
+AuditKind = Literal["approved", "rejected", "invalid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +136,7 @@ class AuditEntry:
     promise holds a value that is not a vote (``error`` says why); it decided nothing.
     """
 
-    decision: Entry
+    decision: AuditKind
     by: str
     comment: str
     #: ISO-8601 UTC; ``None`` for an invalid entry (no time can be trusted).
