@@ -4,8 +4,9 @@ The layout and why it keeps searches cheap: :mod:`hitl.model.inbox`. Here the
 server calls:
 
 - :func:`ask`: a round asks its approvers: one entry each (the run's
-  ``schedule_round`` step, once per round, only with sign-in on), and a read of
-  each one's last fence (the first time, their region's fences are made);
+  ``schedule_round`` step, once per round, only with sign-in on), a read of each
+  one's last fence (the first time, their region's fences are made), and a read
+  of each one's vote (one settled already: its entry is closed at once);
 - :func:`close`: a vote was settled (by its approver, the deadline, a cancel or
   the run's close): its entry is settled with the very value the vote holds, so
   the inbox and the vote never disagree; an entry that does not exist (the request
@@ -67,7 +68,14 @@ class Listing:
 
 async def ask(promises: Promises, entries: Iterable[Entry], timeout_at: int) -> None:
     """Make each entry (idempotently, by id): the round asks these approvers now; and each
-    approver's fences, the first time (one read each), so no inbox view walks past a region."""
+    approver's fences, the first time (one read each), so no inbox view walks past a region.
+
+    Then read each entry's vote, and close the entry of one already settled. Whoever
+    settles a vote closes its entry after (unblock, a cancel, the deadline, the run's
+    close), but a vote settled before its entry existed (a cancel in the instant after
+    ``start``) found none to close: made first and read after, every entry is closed by
+    one side or the other.
+    """
     entries = list(entries)
     await asyncio.gather(
         *(
@@ -76,6 +84,8 @@ async def ask(promises: Promises, entries: Iterable[Entry], timeout_at: int) -> 
         ),
         *(_fenced(promises, k) for k in sorted({inbox.key(e.approver) for e in entries})),
     )
+    votes = await asyncio.gather(*(find(promises, e.vote_id) for e in entries))
+    await close(promises, [(e.id, v) for e, v in zip(entries, votes, strict=True) if v is not None])
 
 
 async def _fenced(promises: Promises, key: str) -> None:

@@ -372,7 +372,7 @@ async def cancel(
 ) -> tuple[bool, RunStatus] | None:
     """Cancel a pending request: ``(True, status)`` if this canceled it, ``(False, status)``
     if it had already ended, ``None`` if there is no such request. With ``inboxes_on``, the
-    votes' entries are settled too (the request leaves its approvers' inboxes)."""
+    votes' entries are settled too, if it has any (the request leaves its approvers' inboxes)."""
     found = await request_of(client, workflow_id, timeout=timeout)
     if found is None:
         return None
@@ -390,7 +390,11 @@ async def cancel(
     if inboxes_on:
         started = policy.started_at(root.timeout_at, policy.layout(req))
         entries = inbox_entries(req, started)
-        await _bounded(inboxes.close(client.promises, zip((e.id for e in entries), records, strict=True)), timeout)
+        # The first round's entries are made with the run's first step when it keeps inboxes:
+        # without the first, there are none (sign-in was off), and one read says so.
+        if await _get(client, entries[0].id, timeout) is not None:
+            closing = inboxes.close(client.promises, zip((e.id for e in entries), records, strict=True))
+            await _bounded(closing, timeout)
     return canceled, RunStatus(workflow_id, "pending")
 
 

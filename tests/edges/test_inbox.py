@@ -84,7 +84,7 @@ def test_a_region_is_fenced_when_its_approver_is_first_asked(server: Server) -> 
     server.network.sent.clear()
     asked(server, "deploy-8", [ME], required=1)  # asked again: the last fence is read, nothing more made
     assert server.network.sent.count("promise.create") == 1 + 1  # the vote and the entry
-    assert server.network.sent.count("promise.get") == 1
+    assert server.network.sent.count("promise.get") == 1 + 1  # the last fence, and the vote (still open)
 
 
 def test_a_rows_progress_counts_votes_as_the_run_does(server: Server) -> None:
@@ -102,3 +102,44 @@ def test_a_rows_progress_counts_votes_as_the_run_does(server: Server) -> None:
     [row] = listing.pending
     assert row.progress is not None and (row.progress.approved, row.progress.rejected) == (1, 0)
     assert row.progress.waiting == (ME,)  # carol can no longer vote; only I am waited for
+
+
+def test_a_cancel_settles_the_entries_and_where_none_were_kept_costs_one_read(server: Server) -> None:
+    from hitl import operations
+    from hitl.client import runs
+
+    approvers = [ME, "bob@example.com", "carol@example.com"]
+    for wf, with_inbox in (("deploy-c1", True), ("deploy-c2", False)):
+        body = {"workflow_id": wf, "approvers": approvers, "subject": f"Deploy {wf}"}
+        req = parse_start(json.dumps(body).encode(), "application/json")
+        timeout_at = server.now_ms + int(policy.run_timeout(req).total_seconds() * 1000)
+        server.run(runs.create(server.client.promises, wf, policy.WORKFLOW, (req.to_json(),), group="g",
+                               timeout_at=timeout_at))  # fmt: skip
+        for vote in policy.layout(req).ids():
+            server.run(server.client.promises.create(vote, timeout_at, Value(), {}))
+        entries = inbox.entries(req, policy.started_at(timeout_at, policy.layout(req)))
+        if with_inbox:
+            server.run(inboxes.ask(server.client.promises, entries, timeout_at))
+        server.network.sent.clear()
+        cancel = operations.cancel(server.client, wf, by="ops", reason="", timeout=5, inboxes_on=True)
+        assert server.run(cancel) is not None
+        settles = server.network.sent.count("promise.settle")
+        if with_inbox:
+            assert settles == 3 + 3 and all(server.promise(e.id)["state"] == "resolved" for e in entries)
+        else:
+            assert settles == 3, server.network.sent  # the votes alone: no settle per missing entry
+
+
+def test_a_vote_settled_before_its_entry_was_made_leaves_no_entry_pending(server: Server) -> None:
+    # a cancel (or an operator's `hitl decide`) can land between start and the run's first step
+    body = {"workflow_id": "deploy-e1", "approvers": [ME], "subject": "Deploy deploy-e1"}
+    req = parse_start(json.dumps(body).encode(), "application/json")
+    timeout = server.now_ms + 3_600_000
+    [vote] = policy.layout(req).ids()
+    server.run(server.client.promises.create(vote, timeout, Value(), {}))
+    server.run(server.client.promises.resolve(vote, Value(data={"expired": True, "at": server.now_ms})))
+    [entry] = inbox.entries(req, server.now_ms)
+    server.run(inboxes.ask(server.client.promises, [entry], timeout))
+    assert server.promise(entry.id)["state"] == "resolved"
+    listing = server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))
+    assert listing.pending == ()
