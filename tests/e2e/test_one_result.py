@@ -16,15 +16,14 @@ import base64
 import json
 import random
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from support.api import Api, unique
+from support.receivers import Receiver
 from support.server_records import server_call
 from support.stacks import local_stack
 
@@ -40,38 +39,27 @@ ENV = {"HITL_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "HITL_NOTIFY_WEBHOOK_SECRET": 
 MONTH_MS = 30 * 86_400_000
 
 
-class Events:
-    """A webhook receiver keeping each ``approval.decided`` event by workflow id."""
-
-    def __init__(self) -> None:
-        self.by_workflow: dict[str, list[dict[str, Any]]] = {}
-        events = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                events.by_workflow.setdefault(event["workflow_id"], []).append(event)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/decided"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from local_stack(tmp_path_factory, "one-result", env=ENV, workers=2)
+
+
+class Events(Receiver):
+    """A webhook receiver: the ``approval.decided`` events posted for a workflow."""
+
+    @property
+    def target(self) -> str:
+        return self.url + "/decided"
+
+    def of(self, workflow_id: str) -> list[dict[str, Any]]:
+        return [event for _, event in self.bodies("/decided") if event["workflow_id"] == workflow_id]
 
 
 @pytest.fixture(scope="module")
 def events() -> Iterator[Events]:
     e = Events()
     yield e
-    e.server.shutdown()
+    e.close()
 
 
 def raw(stack: Stack, id: str) -> dict[str, Any]:
@@ -101,7 +89,7 @@ def race(api: Api, stack: Stack, events: Events, *, kill: bool = False) -> tuple
     promise = caller_promise(stack)
     body = api.request_body(
         approvers=APPROVERS, required=2, veto=False,
-        on_decision=[{"type": "promise", "id": promise}, {"type": "webhook", "url": events.url}],
+        on_decision=[{"type": "promise", "id": promise}, {"type": "webhook", "url": events.target}],
     )  # fmt: skip
     wf = body["workflow_id"]
     assert api.start(body).status_code == 202
@@ -166,7 +154,7 @@ def test_a_vote_stamped_earlier_but_recorded_later_never_changes_the_decision(
         promise = caller_promise(stack)
         body = api.request_body(
             approvers=APPROVERS[:2],
-            on_decision=[{"type": "promise", "id": promise}, {"type": "webhook", "url": events.url}],
+            on_decision=[{"type": "promise", "id": promise}, {"type": "webhook", "url": events.target}],
         )
         wf = body["workflow_id"]
         assert api.start(body).status_code == 202
@@ -206,7 +194,7 @@ def check_same_everywhere(stack: Stack, events: Events, wf: str, promise: str) -
     delivered = wait_until(
         lambda: (r := raw(stack, promise))["state"] == "resolved" and r, timeout=30, what=f"{wf}'s promise"
     )
-    [event] = wait_until(lambda: events.by_workflow.get(wf), timeout=30, what=f"{wf}'s webhook")
+    [event] = wait_until(lambda: events.of(wf), timeout=30, what=f"{wf}'s webhook")
     assert delivered["value"]["data"] == stored["value"]["data"]
     assert json.dumps(event["result"], sort_keys=True) == json.dumps(value(stored), sort_keys=True)
 
