@@ -143,3 +143,16 @@ def test_a_vote_settled_before_its_entry_was_made_leaves_no_entry_pending(server
     assert server.promise(entry.id)["state"] == "resolved"
     listing = server.run(inboxes.listing(server.client.promises, [ME], now_ms=server.now_ms))
     assert listing.pending == ()
+
+
+def test_a_delivery_never_settles_an_inbox_entry_even_with_a_forged_claim(server: Server) -> None:
+    from hitl import bindings
+    from hitl.model.records import Claim
+
+    [entry] = asked(server, "deploy-v1", [ME], required=1)
+    claim = Claim("attacker-1", entry.id)
+    server.run(server.client.promises.create(policy.claim_id(entry.id), server.now_ms + 60_000,
+                                             Value(data=claim.to_json()), {}))  # fmt: skip
+    with pytest.raises(bindings.NotBound, match="approval request"):
+        server.run(bindings.check(server.client.promises, "attacker-1", entry.id))
+    assert server.promise(entry.id)["state"] == "pending"
