@@ -266,18 +266,14 @@ async def round_end(
 
 
 async def close(
-    ctx: Context,
-    ids: Sequence[str],
-    final: dict[str, Any],
-    req: ApprovalRequest | None = None,
-    started_at_ms: int | None = None,
+    ctx: Context, ids: Sequence[str], final: dict[str, Any], req: ApprovalRequest, started_at_ms: int
 ) -> None:
     """Settle every vote of the request still open, so its links show the outcome (and, with
     inboxes, their entries: the request leaves its approvers' inboxes)."""
     promises = ctx.get_dependency(Promises)
     marker = Value(data=Closed(Decision.from_json(final)).to_json())
     settled = [(id, await promises.resolve(id, marker)) for id in ids]
-    if ctx.get_dependency(Inboxes).enabled and req is not None and started_at_ms is not None:
+    if ctx.get_dependency(Inboxes).enabled:
         entry_of = {e.vote_id: e.id for e in inbox.entries(req, started_at_ms)}
         await inboxes.close(promises, [(entry_of[id], record) for id, record in settled if id in entry_of])
 
