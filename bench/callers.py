@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 from resonate.types import Value
 
-from bench.driving import cpu_ms_per_s, measured_runs
+from bench.driving import WARM_UPS, cpu_ms_per_s, measured_runs
 from bench.full_stack import StackDriver, driven_stack, email_name, idle, request_body
 from bench.stats import summary
 from devstack.procstats import cpu_s, rss_kib, tree
@@ -121,20 +121,21 @@ async def start_cost(d: StackDriver, runs: int, progress: Progress) -> dict[str,
     server, start = [d.stack.server.popen.pid], tree(d.stack.start_fn.popen.pid)
     out: dict[str, Any] = {}
     for targets in (0, 1, 2):
-        bodies = []
-        for _ in range(runs):
-            body = request_body(f"cost-{uuid.uuid4().hex[:12]}")
-            if targets:
-                body["on_decision"] = [{"type": "promise", "id": await caller_promise(d)} for _ in range(targets)]
-            bodies.append(body)
-        await idle(server + start, 30)
-        cpu0 = cpu_s(server + start)
-        times = []
-        for body in bodies:
+        # the callers' promises first, so their creation is not measured
+        ids = [[await caller_promise(d) for _ in range(targets)] for _ in range(runs + WARM_UPS)]
+
+        async def one(wid: str, ids: list[list[str]] = ids) -> float:
+            body = request_body(wid)
+            if mine := ids.pop():
+                body["on_decision"] = [{"type": "promise", "id": id} for id in mine]
             t0 = time.perf_counter()
             await d.start(body)
-            times.append((time.perf_counter() - t0) * 1000)
-        cpu = 1000 * (cpu_s(server + start) - cpu0) / runs
+            return (time.perf_counter() - t0) * 1000
+
+        await idle(server + start, 30)
+        cpu0 = cpu_s(server + start)
+        times = await measured_runs(one, runs, f"start{targets}", progress)
+        cpu = 1000 * (cpu_s(server + start) - cpu0) / (runs + WARM_UPS)
         progress(f"start with {targets} promise target(s): median {sorted(times)[len(times) // 2]:.2f} ms")
         out[str(targets)] = {"post_ms": summary(times, "ms"), "cpu_ms_per_start": cpu}
     return out

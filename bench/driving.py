@@ -82,11 +82,15 @@ async def settle(pids: list[int], max_s: float, *, window_s: float, below_ms_per
     return time.perf_counter() - t0
 
 
+#: Calls :func:`measured_runs` makes before it measures (CPU read around it counts them too).
+WARM_UPS = 3
+
+
 async def measured_runs[T](
     one: Callable[[str], Awaitable[T]], runs: int, name: str, progress: Callable[[str], None]
 ) -> list[T]:
-    """``one(workflow_id)`` three times to warm up, then ``runs`` times measured; a line every 25."""
-    for i in range(3):
+    """``one(workflow_id)`` :data:`WARM_UPS` times to warm up, then ``runs`` times measured; a line every 25."""
+    for i in range(WARM_UPS):
         await one(f"warm-{name}-{i}-{uuid.uuid4().hex[:8]}")
     rows = []
     for i in range(runs):

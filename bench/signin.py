@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from starlette.requests import Request
 
-from bench.driving import measured_runs
+from bench.driving import WARM_UPS, measured_runs
 from bench.full_stack import LIGHT_SINK, Progress, StackDriver, driven_stack, idle
 from bench.stats import bounded, summary
 from devstack.procstats import cpu_s, tree
@@ -109,10 +109,7 @@ async def inbox_cost(d: StackDriver, levels: tuple[int, ...], views: int, progre
             await idle(server + unblock, 60)
             cpu0 = cpu_s(server), cpu_s(unblock)
             times = await measured_runs(view, views, f"inbox{level}", progress)
-            cpu = [
-                (cpu_s(p) - c) * 1000 / (views + max(3, views // 10))
-                for p, c in zip((server, unblock), cpu0, strict=True)
-            ]
+            cpu = [(cpu_s(p) - c) * 1000 / (views + WARM_UPS) for p, c in zip((server, unblock), cpu0, strict=True)]
             shown = [line for line in d.stack.unblock_fn.output().splitlines() if "inbox shown" in line]
             requests = int(re.search(r"requests=(\d+)", shown[-1]).group(1))  # type: ignore[union-attr]
             rows.append({"pending_on_server": level, "view_ms": summary(times, "ms"), "server_requests": requests,
